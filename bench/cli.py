@@ -1,0 +1,209 @@
+"""The ``bench`` command: list, train, score, run, leaderboard, data check / prepare.
+
+Every error a user can cause prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError, ConfigError
+
+log = logging.getLogger("bench")
+
+LIST_KINDS = ("datasets", "tasks", "methods", "generators", "discriminators", "metrics", "losses", "suites")
+
+
+def _suite(name: str):
+    from bench.config import load_suite
+    from bench.registry import SUITES
+    p = Path(name)
+    if p.suffix == ".toml" or p.exists():
+        return load_suite(p)
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite '{name}'; choose one of: {', '.join(SUITES.names())} or give a .toml path")
+    return load_suite(SUITES.get(name))
+
+
+def _seeds(n: int | None, suite) -> list[int] | None:
+    if n is None:
+        return None
+    if n < 1:
+        raise ConfigError("--seeds must be at least 1")
+    return list(range(n))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench.listing import describe
+    kinds = [args.kind] if args.kind else list(LIST_KINDS)
+    for k in kinds:
+        print(describe(k))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.build import select_device
+    from bench.suite import run_suite
+    suite = _suite(args.suite)
+    rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
+    out = Path(args.out or Path("runs") / suite.name)
+    report = run_suite(suite, out, profile=args.profile, rows=rows, seeds=_seeds(args.seeds, suite),
+                       device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
+                       progress=not args.no_progress)
+    print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
+          f"in {report.seconds:.0f} s")
+    for f in report.failed:
+        print(f"  failed: {f}")
+    if report.leaderboard:
+        print(report.leaderboard.read_text())
+        print(f"leaderboard: {report.leaderboard} (+ .csv, .png); results: {out / 'results.sqlite'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.build import select_device
+    from bench.runspec import expand
+    from bench.train import train
+    suite = _suite(args.suite)
+    specs = [s for s in expand(suite, args.profile, [args.row], [args.seed]) if s.task == (args.task or s.task)]
+    if args.task and not specs:
+        raise ConfigError(f"suite '{suite.name}' has no task '{args.task}'; tasks: {', '.join(suite.suite.tasks)}")
+    out = Path(args.out or Path("runs") / suite.name)
+    for spec in specs[:1] if args.task else specs:
+        o = train(spec, spec.run_dir(out), device=select_device(args.device), deterministic=args.deterministic,
+                  resume=args.resume, progress=not args.no_progress)
+        print(f"{spec.row} | {spec.task} | seed {spec.seed}: {o.status} at step {o.step}"
+              + (f" ({o.reason})" if o.reason else "") + (f" -> {o.checkpoint}" if o.checkpoint else ""))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from bench import checkpoint as ckpt
+    from bench.build import select_device
+    from bench.runspec import RunSpec
+    from bench.score import score_run
+    path = Path(args.checkpoint)
+    if (path / "checkpoints").is_dir():
+        latest = ckpt.latest_checkpoint(path)
+        if latest is None:
+            raise ConfigError(f"{path} holds no complete checkpoint")
+        path = latest
+    info = ckpt.read_run_info(path)
+    spec = RunSpec.from_dict(info["spec"])
+    res = score_run(spec, path, device=select_device(args.device), progress=not args.no_progress)
+    for k, v in res.values.items():
+        print(f"{spec.task}/{k}\t{v:.6g}\tprotocol {res.protocol_hashes[k]}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from bench.results import ResultStore
+    from bench.suite import RESULTS_FILE
+    from leaderboards.build import write_leaderboard
+    suite = _suite(args.suite)
+    out = Path(args.out or Path("runs") / suite.name)
+    db = out / RESULTS_FILE
+    if not db.exists():
+        raise ConfigError(f"no results at {db}; run `bench run {suite.name} --out {out}` first")
+    md = write_leaderboard(suite, ResultStore(db), out, profile=args.profile)
+    print(md.read_text())
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data.manage import check, prepare
+    if args.action == "check":
+        report = check(args.name, Path(args.root) if args.root else None)
+        print(report.format())
+        return 0 if report.ok else 1
+    if not args.src:
+        raise ConfigError("bench data prepare needs --src DIR (the folder or archive you downloaded)")
+    dest = prepare(args.name, Path(args.src), Path(args.root) if args.root else None)
+    print(f"prepared {args.name} at {dest}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="cGAN bench: train, score and compare conditional GANs")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers datasets, discriminators, metrics, ...)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
+        sp.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    s = sub.add_parser("list", help="list registered components")
+    s.add_argument("kind", nargs="?", choices=LIST_KINDS)
+    s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("run", help="train, score and tabulate a suite")
+    s.add_argument("suite", help="a registered suite name or a .toml path")
+    s.add_argument("--profile", help="smoke | short | full (default: the suite's)")
+    s.add_argument("--rows", help="comma-separated row names (default: all)")
+    s.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: the suite's)")
+    s.add_argument("--out", help="output folder (default: runs/<suite>)")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    s.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact on CPU)")
+    common(s)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("train", help="train one row of a suite")
+    s.add_argument("suite")
+    s.add_argument("--row", required=True)
+    s.add_argument("--task", help="one task of the suite (default: all)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--profile")
+    s.add_argument("--out")
+    s.add_argument("--resume", action="store_true")
+    s.add_argument("--deterministic", action="store_true")
+    common(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("score", help="score a checkpoint (or a run folder's newest checkpoint)")
+    s.add_argument("checkpoint")
+    common(s)
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("leaderboard", help="rebuild a suite's leaderboard from its results store")
+    s.add_argument("suite")
+    s.add_argument("--out")
+    s.add_argument("--profile")
+    s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
+    s.set_defaults(func=cmd_leaderboard)
+
+    s = sub.add_parser("data", help="check or prepare a real dataset")
+    s.add_argument("action", choices=("check", "prepare"))
+    s.add_argument("name")
+    s.add_argument("--src", help="prepare: what you downloaded (folder or archive)")
+    s.add_argument("--root", help="dataset folder (default: $BENCH_DATA_ROOT/<name>)")
+    s.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from bench.registry import load_builtins, load_plugin
+        load_builtins()
+        for m in [*args.plugin, *getattr(args, "plugin_sub", [])]:
+            load_plugin(m)
+        return args.func(args)
+    except BenchError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

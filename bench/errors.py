@@ -1,0 +1,37 @@
+"""Errors a user can cause. Each carries a one-line message that says what to do.
+
+The CLI prints ``str(error)`` and exits with status 2; library code raises these
+instead of letting a stack trace reach the user.
+"""
+
+
+class BenchError(Exception):
+    """Base class: a problem the user can fix (bad input, missing data, bad config)."""
+
+
+class ConfigError(BenchError):
+    """A suite file or a command-line option is malformed."""
+
+
+class RegistryError(BenchError):
+    """An unknown registry name, a duplicate registration, or a plug-in that fails to load."""
+
+
+class DataError(BenchError):
+    """A dataset is missing or has the wrong layout."""
+
+
+class CheckpointError(BenchError):
+    """A checkpoint is missing, truncated or corrupt."""
+
+
+class DivergenceError(BenchError):
+    """A loss became non-finite during training."""
+
+    def __init__(self, step: int, name: str, value: float):
+        self.step, self.name, self.value = step, name, value
+        super().__init__(f"training diverged: loss '{name}' = {value} at step {step}")
+
+
+class MetricError(BenchError):
+    """A metric cannot be computed (missing weights, wrong input)."""

@@ -1,0 +1,80 @@
+"""One fully resolved run: a suite row x task x seed under a profile.
+
+A ``RunSpec`` holds everything that defines a run (it is written into ``run.json`` and hashed),
+so ``bench train`` / ``bench score`` can rebuild the run from a checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import Profile, Suite, slug
+from bench.validate import method_options
+
+
+@dataclass
+class RunSpec:
+    suite: str
+    row: str
+    task: str
+    seed: int
+    profile: str
+    dataset: str
+    kind: str                                   # "model" | "oracle"
+    method: str
+    generator: str
+    discriminator: str
+    label_output: str
+    method_options: dict[str, Any]
+    generator_options: dict[str, Any]
+    discriminator_options: dict[str, Any]
+    dataset_options: dict[str, Any]
+    train: dict[str, Any]                       # the Profile, as a dict
+    metrics: list[str]
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def profile_settings(self) -> Profile:
+        return Profile(**self.train)
+
+    def run_dir(self, out: Path) -> Path:
+        return Path(out) / "runs" / slug(self.row) / f"seed{self.seed}" / self.task
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def expand(suite: Suite, profile: str | None = None, rows: list[str] | None = None,
+           seeds: list[int] | None = None) -> list[RunSpec]:
+    """All runs of a suite, in row, seed, task order."""
+    pname = profile or suite.suite.default_profile
+    prof = suite.profile(pname)
+    chosen = [suite.row(r) for r in rows] if rows else suite.rows
+    runs = []
+    for row in chosen:
+        i = suite.rows.index(row)
+        opts = dataclasses.asdict(method_options(suite, i, pname)) if row.kind == "model" else {}
+        for seed in (seeds if seeds is not None else suite.suite.seeds):
+            for task in suite.suite.tasks:
+                metric_opts = {m: {**suite.metric_options.get(m, {}), **prof.metric_options.get(m, {})}
+                               for m in suite.task_metrics(task)}
+                runs.append(RunSpec(
+                    suite=suite.name, row=row.name, task=task, seed=seed, profile=pname,
+                    dataset=suite.suite.dataset, kind=row.kind,
+                    method=row.method or suite.suite.method if row.kind == "model" else "",
+                    generator=row.generator or suite.suite.generator if row.kind == "model" else "",
+                    discriminator=row.discriminator, label_output=row.label_output,
+                    method_options=opts, generator_options=dict(row.generator_options),
+                    discriminator_options=dict(row.discriminator_options),
+                    dataset_options={**suite.dataset_options, **prof.dataset_options},
+                    train=dataclasses.asdict(prof), metrics=suite.task_metrics(task),
+                    metric_options=metric_opts))
+    return runs

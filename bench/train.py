@@ -1,0 +1,138 @@
+"""The generic training loop: one run (row x task x seed) from a RunSpec to checkpoints.
+
+Never branches on a method's name: the adapter owns its losses and steps; the loop owns
+batches, the D:G ratio, AMP, logging, the divergence guard and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from bench import checkpoint as ckpt
+from bench.batches import batch_loader, jitter
+from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
+from bench.errors import BenchError, DivergenceError
+from bench.provenance import code_version, git_commit, versions
+from bench.runspec import RunSpec
+from bench.scalars import ScalarLog
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class TrainOutcome:
+    status: str                    # "complete" | "failed"
+    step: int
+    checkpoint: Path | None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    p = Path(run_dir) / STATUS_FILE
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_status(run_dir: Path, **status: Any) -> None:
+    p = Path(run_dir) / STATUS_FILE
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status, indent=1))
+    tmp.replace(p)
+
+
+def run_info(spec: RunSpec, deterministic: bool, device: torch.device) -> dict[str, Any]:
+    return {"spec": spec.to_dict(), "deterministic": deterministic, "device": str(device),
+            "versions": versions(), "git_commit": git_commit(), "code_version": code_version()}
+
+
+def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: bool = False,
+          resume: bool = False, progress: bool = True) -> TrainOutcome:
+    """Train one run. A non-finite loss ends it as ``failed`` (recorded, not raised)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prof = spec.profile_settings
+    t0 = time.perf_counter()
+    seed_everything(spec.seed, deterministic)
+
+    load = prof.load_size or prof.image_size
+    data = build_dataset(spec, "train", load, prof.train_subset)
+    task = bind_task(spec, data)
+    ctx = train_context(spec, device)
+    adapter = build_adapter(spec, task, ctx)
+
+    start = 0
+    if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:
+        loaded = ckpt.load_checkpoint(last, adapter.modules, adapter.optimizers)
+        start = loaded.step
+        loaded.restore_rng()
+        log.info("resumed %s from %s", run_dir, last.name)
+    elif any(ckpt.list_checkpoints(run_dir)):
+        raise BenchError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
+
+    info = run_info(spec, deterministic, device)
+    _write_status(run_dir, status="running", step=start)
+    scalars = ScalarLog(run_dir, resume_step=start)
+    d_per_g = max(1, int(adapter.d_steps_per_g))
+    loader = batch_loader(data, prof.batch_size, spec.seed, start * d_per_g, prof.steps * d_per_g,
+                          prof.num_workers)
+    bar = tqdm(total=prof.steps, initial=start, disable=not progress, leave=False,
+               desc=f"{spec.row} | {spec.task} | seed {spec.seed}", unit="step", dynamic_ncols=True)
+    step, last_ckpt = start, None
+    adapter.train(True)
+    try:
+        for i, batch in enumerate(loader, start=start * d_per_g):
+            batch = jitter(batch, prof.image_size, spec.seed, i, prof.flip) if load != prof.image_size or prof.flip else batch
+            batch = ctx.to_device(batch)
+            update_g = (i + 1) % d_per_g == 0
+            losses = adapter.train_step(batch, step, update_g)
+            _guard(losses, step + 1)
+            if not update_g:
+                continue
+            step += 1
+            bar.update(1)
+            if step % prof.log_every == 0 or step == prof.steps:
+                vals = {k: float(v) for k, v in losses.items()}
+                scalars.write(step, vals)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if k in ("loss_D", "loss_G")})
+            if step % prof.checkpoint_every == 0 or step == prof.steps:
+                last_ckpt = ckpt.save_checkpoint(run_dir, step, adapter.modules, adapter.optimizers,
+                                                 {"step": step}, info,
+                                                 keep_last=prof.keep_checkpoints)
+    except DivergenceError as e:
+        _write_status(run_dir, status="failed", step=e.step, reason=str(e))
+        log.warning("%s: %s", run_dir, e)
+        return TrainOutcome("failed", e.step, last_ckpt, str(e), time.perf_counter() - t0)
+    finally:
+        bar.close()
+        scalars.close()
+    if last_ckpt is None:
+        last_ckpt = ckpt.latest_checkpoint(run_dir)
+    _write_status(run_dir, status="complete", step=step, checkpoint=last_ckpt.name if last_ckpt else None)
+    return TrainOutcome("complete", step, last_ckpt, "", time.perf_counter() - t0)
+
+
+def _guard(losses: dict[str, torch.Tensor], step: int) -> None:
+    """Raise DivergenceError naming the first non-finite loss (one host sync per step)."""
+    if not losses:
+        return
+    names = list(losses)
+    vals = torch.stack([losses[n].detach().float().reshape(()) for n in names]).tolist()
+    for n, v in zip(names, vals):
+        if not math.isfinite(v):
+            raise DivergenceError(step, n, v)

@@ -1,0 +1,10 @@
+"""Discriminator registrations: one line per discriminator (a new one is a file plus a line here)."""
+
+from bench.registry import DISCRIMINATORS
+
+DISCRIMINATORS.register("patchgan", "methods.discriminators.patchgan:PatchGAN")
+DISCRIMINATORS.register("patchgan-sn", "methods.discriminators.patchgan:PatchGANSN")
+DISCRIMINATORS.register("fusion4-sn", "methods.discriminators.fusion4:Fusion4SN")
+DISCRIMINATORS.register("vgg16-concat-sn", "methods.discriminators.vgg16_concat:VGG16ConcatSN")
+DISCRIMINATORS.register("projection-sn", "methods.discriminators.projection:ProjectionSN")
+DISCRIMINATORS.register("vgg16-fusion-sn", "methods.discriminators.vgg16_fusion:VGG16FusionSN")

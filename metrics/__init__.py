@@ -1,0 +1,13 @@
+"""Metric scorer registrations (one line each; modules load on first use).
+
+Pure functions live in the modules themselves: ``metrics.segmentation``, ``metrics.depth``,
+``metrics.reconstruction``, ``metrics.fidelity``, ``metrics.diversity``, ``metrics.nrds``.
+"""
+
+from bench.registry import METRICS
+
+METRICS.register("segmentation", "metrics.segmentation:SegmentationScorer")
+METRICS.register("depth", "metrics.depth:DepthScorer")
+METRICS.register("reconstruction", "metrics.reconstruction:ReconstructionScorer")
+METRICS.register("segmenter-score", "metrics.segmenter_score:SegmenterScorer")
+METRICS.register("fid", "metrics.fidelity:FIDScorer")

@@ -1,0 +1,54 @@
+"""Speed of one training step (D update + G update) of the pix2pix adapter.
+
+The quickstart pair (U-Net + 4-layer concat PatchGAN, with and without SN) at 64x64 (the quickstart's
+widths) and at 256x256 (the paper's widths), and every registered discriminator at 256x256 with
+batch 1 and 8. Run timed with ``pytest tests/benchmarks --benchmark-enable``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.data.base import DatasetInfo
+from bench.registry import DISCRIMINATORS, METHODS, TASKS
+from methods.base import TrainContext
+
+INFO = DatasetInfo(name="bench", tasks=("labels2photo",), num_classes=8,
+                   palette=tuple((i * 30, 255 - i * 30, i * 15) for i in range(8)))
+
+
+def _step_fn(disc: str, size: int, batch: int, width: int, d_steps: int = 1):
+    torch.manual_seed(0)
+    task = TASKS.get("labels2photo").bind(INFO)
+    cls = METHODS.get("pix2pix")
+    opts = cls.Options(ngf=width, ndf=width, d_steps=d_steps)
+    adapter = cls(opts, task, TrainContext(torch.device("cpu")), generator="unet", discriminator=disc,
+                  image_size=size)
+    b = {"label_rgb": torch.rand(batch, 3, size, size) * 2 - 1, "photo": torch.rand(batch, 3, size, size) * 2 - 1}
+
+    def step():
+        return adapter.train_step(b, 0, True)
+    return step
+
+
+@pytest.mark.parametrize("disc", ["patchgan", "patchgan-sn"])
+def test_quickstart_pair_step_64(benchmark, disc):
+    step = _step_fn(disc, 64, 8, 16)
+    losses = benchmark(step)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize("disc", ["patchgan", "patchgan-sn"])
+def test_quickstart_pair_step_256(benchmark, disc):
+    step = _step_fn(disc, 256, 1, 64)
+    losses = benchmark.pedantic(step, rounds=3, warmup_rounds=1)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("disc", DISCRIMINATORS.names())
+def test_every_discriminator_step_256(benchmark, disc, batch):
+    step = _step_fn(disc, 256, batch, 64)
+    losses = benchmark.pedantic(step, rounds=2 if batch == 8 else 3, warmup_rounds=1)
+    assert all(torch.isfinite(v) for v in losses.values())

@@ -1,0 +1,75 @@
+"""Helpers for tests that run whole (tiny) suites through the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "leaderboards" / "quickstart.toml"
+
+
+def toml_dump(d: dict, prefix: str = "") -> str:
+    """A minimal TOML writer for the suite shapes used in tests (tables, arrays of tables, scalars)."""
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return repr(v)
+
+    lines, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            tables.append((k, v))
+        else:
+            lines.append(f'"{k}" = {val(v)}')
+    out = "\n".join(lines) + "\n"
+    for k, v in tables:
+        name = f'{prefix}"{k}"'
+        if isinstance(v, dict):
+            out += f"\n[{name}]\n" + toml_dump(v, prefix=name + ".")
+        else:
+            for item in v:
+                out += f"\n[[{name}]]\n" + toml_dump(item, prefix=name + ".")
+    return out
+
+
+def quickstart_variant(tmp: Path, **changes) -> Path:
+    """Write a copy of the quickstart suite with top-level sections replaced / rows changed."""
+    d = tomllib.loads(QUICKSTART.read_text())
+    for k, v in changes.items():
+        if k == "suite":
+            d["suite"].update(v)
+        else:
+            d[k] = v
+    p = tmp / f"{d['suite']['name']}.toml"
+    p.write_text(toml_dump(d))
+    return p
+
+
+def bench(*args: str, cwd: Path | None = None, env: dict | None = None, check: bool = False,
+          timeout: int = 900) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e.update(env or {})
+    e.setdefault("OMP_NUM_THREADS", "2")
+    r = subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd or REPO, env=e,
+                       capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"bench {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def popen_bench(*args: str, env: dict | None = None) -> subprocess.Popen:
+    e = dict(os.environ)
+    e.update(env or {})
+    e.setdefault("OMP_NUM_THREADS", "2")
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=REPO, env=e,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

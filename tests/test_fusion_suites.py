@@ -1,0 +1,68 @@
+"""The fusion-discriminator paper's Tables 1-3: published values match papers.md, and the smoke
+profile of each table runs end to end on the shared Cityscapes / NYU-v2 data on CPU."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.config import load_suite
+from bench.registry import SUITES
+from suite_helpers import REPO, bench
+
+PAPERS = REPO.parent / "shared" / "design" / "papers.md"
+TABLES = {1: ("fusion-table1", "labels2photo", ["mean_iou", "pixel_acc"]),
+          2: ("fusion-table2", "photo2labels", ["mean_iou", "pixel_acc"]),
+          3: ("fusion-table3", "photo2depth", ["rel", "rms", "log10"])}
+
+
+def _paper_table(n: int) -> dict[str, list[float]]:
+    """Rows of 'Table n' in papers.md: name -> numbers (percentages as fractions)."""
+    text = PAPERS.read_text()
+    start = text.index(f"Table {n},")
+    rows = {}
+    for line in text[start:].splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        if not line.startswith("|") or line.startswith("|---") or line.startswith("| discriminator"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        vals = [float(c[:-1]) / 100 if c.endswith("%") else float(c) for c in cells[1:]]
+        rows[cells[0]] = vals
+    return rows
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_published_values_are_the_papers(n):
+    if not PAPERS.exists():
+        pytest.skip("../shared/design/papers.md not present")
+    name, task, metrics = TABLES[n]
+    suite = load_suite(SUITES.get(name))
+    paper = _paper_table(n)
+    ours = {r.name: [r.published[f"{task}/{m}"] for m in metrics] for r in suite.rows}
+    assert set(ours) == set(paper), (set(ours) ^ set(paper))
+    for row, vals in paper.items():
+        assert ours[row] == pytest.approx(vals, abs=1e-9), row
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_smoke_profile_runs_on_the_shared_data(n, data_root, tmp_path):
+    name, task, metrics = TABLES[n]
+    out = tmp_path / name
+    bench("run", name, "--profile", "smoke", "--out", str(out), "--no-progress", "--device", "cpu", check=True)
+    board = pd.read_csv(out / "leaderboard.csv")
+    suite = load_suite(SUITES.get(name))
+    assert list(dict.fromkeys(board["row"])) == [r.name for r in suite.rows]
+    assert (board["status"] == "ok").all(), board[board["status"] != "ok"][["row", "reason"]]
+    assert board["mean"].notna().all()
+    shown = board[board["metric"].isin(metrics)]
+    assert shown["published"].notna().all()
+    md = (out / "leaderboard.md").read_text()
+    assert "(paper)" in md and "profile `smoke`" in md
+    if n == 1:
+        assert "espnet" in md.lower()          # the leaderboard names the segmenter that scored it
+        oracle = board[(board["row"] == "GT / Oracle") & (board["metric"] == "pixel_acc")]["mean"].item()
+        assert 0.5 < oracle <= 1.0             # ESPNet on real photos agrees with the labels

@@ -1,0 +1,301 @@
+"""FID / IS / KID: the Frechet distance against torch-fidelity and scipy, the extractors (Inception
+plumbing, the MNIST classifier), the per-class protocol, caching, and the ``fid`` scorer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from PIL import Image
+
+from bench.data.base import DatasetInfo
+from bench.errors import MetricError
+from bench.registry import METRICS, TASKS
+from metrics import extractors as ex
+from metrics import fidelity
+from metrics.base import ScoreContext
+
+
+# -- the Frechet distance ---------------------------------------------------------------------------
+def _scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def _torch_fidelity_fid(f1: np.ndarray, f2: np.ndarray) -> float:
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    s1 = fid_features_to_statistics(torch.from_numpy(f1))
+    s2 = fid_features_to_statistics(torch.from_numpy(f2))
+    return fid_statistics_to_metric(s1, s2, verbose=False)["frechet_inception_distance"]
+
+
+def _feature_pair(n1: int, n2: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    f1 = rng.standard_normal((n1, d)) @ rng.standard_normal((d, d)) * 0.3
+    f2 = rng.standard_normal((n2, d)) @ rng.standard_normal((d, d)) * 0.5 + rng.standard_normal(d)
+    return f1, f2
+
+
+@pytest.mark.parametrize("n1,n2,d", [(600, 500, 32), (40, 50, 64)])  # full-rank and singular covariances
+def test_fid_from_features_matches_torch_fidelity_and_scipy(n1: int, n2: int, d: int) -> None:
+    f1, f2 = _feature_pair(n1, n2, d)
+    ours = fidelity.fid_from_features(f1, f2)
+    assert ours == pytest.approx(_torch_fidelity_fid(f1, f2), rel=1e-6)
+    if n1 > d:  # sqrtm of a singular product is ill-conditioned; torch-fidelity covers that case
+        assert ours == pytest.approx(_scipy_fid(f1, f2), rel=1e-6)
+    assert fidelity.fid_from_features(torch.from_numpy(f1).float(), torch.from_numpy(f2).float()) == \
+        pytest.approx(ours, rel=1e-5)
+
+
+def test_fid_closed_form_diagonal_gaussians() -> None:
+    # features with exact mean m and diagonal variance v: FID = |m1-m2|^2 + sum (sqrt(v1) - sqrt(v2))^2
+    base = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])   # mean 0, cov 4/3 I
+    a = base * np.array([1.0, 2.0]) + np.array([3.0, 0.0])
+    b = base * np.array([3.0, 1.0])
+    va, vb = np.array([1.0, 4.0]) * 4 / 3, np.array([9.0, 1.0]) * 4 / 3
+    expected = 9.0 + ((np.sqrt(va) - np.sqrt(vb)) ** 2).sum()
+    assert fidelity.fid_from_features(a, b) == pytest.approx(expected, rel=1e-12)
+
+
+def test_fid_self_zero_and_symmetric() -> None:
+    f1, f2 = _feature_pair(300, 400, 16, seed=3)
+    assert abs(fidelity.fid_from_features(f1, f1)) < 1e-9 * np.trace(np.cov(f1, rowvar=False))
+    assert fidelity.fid_from_features(f1, f2) == pytest.approx(fidelity.fid_from_features(f2, f1), rel=1e-9)
+    with pytest.raises(MetricError):
+        fidelity.fid_from_features(f1[:, :8], f2)
+    with pytest.raises(MetricError):
+        fidelity.fid_from_features(f1[:1], f2)
+
+
+# -- pre-processing ---------------------------------------------------------------------------------
+def test_prepare_batch_range_channels_resize() -> None:
+    sp = ex.spec("mnist-classifier")
+    x = torch.zeros(2, 3, 28, 28)
+    x[:, :, 0, 0], x[:, :, 0, 2] = -1.0, 1.0
+    x[:, 0, 1, 0], x[:, 1, 1, 0], x[:, 2, 1, 0] = 1.0, -1.0, 0.5
+    u = ex.prepare_batch(x, sp, "none")
+    assert u.dtype == torch.uint8 and u.shape == (2, 1, 28, 28)
+    assert u[0, 0, 0, :3].tolist() == [0, 128, 255]           # (x + 1) * 127.5, rounded
+    assert u[1, 0, 1, 0].item() == 149                        # channel mean of 255, 0, 191.25
+    flat = torch.full((2, 1, 32, 32), 100, dtype=torch.uint8)
+    assert ex.prepare_batch(flat, sp, "bilinear").shape == (2, 1, 28, 28)
+    assert (ex.prepare_batch(flat, sp, "bicubic_aa") == 100).all()
+    with pytest.raises(MetricError, match="28x28"):
+        ex.prepare_batch(flat, sp, "none")
+    with pytest.raises(MetricError, match="resize"):
+        ex.parse_resize("cubic:28")
+    grey = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
+    rgb = ex.prepare_batch(grey, ex.spec("inception-v3-compat"), "nearest:16")
+    assert rgb.shape == (2, 3, 16, 16) and torch.equal(rgb[:, 0, ::2, ::2], grey[:, 0])
+
+
+# -- Inception plumbing ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised torch-fidelity Inception state dict in a temp file."""
+    from torch_fidelity import feature_extractor_inceptionv3 as fei
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fei, "load_state_dict_from_url", lambda *a, **k: {})
+        mp.setattr(fei.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
+        torch.manual_seed(0)
+        net = fei.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path_factory.mktemp("inception") / ex.INCEPTION_FILE
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_inception_weights_load_from_configured_path(random_inception: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ex.WEIGHTS_ENV_VAR, str(random_inception))
+    fs = fidelity.FeatureSpace("inception-v3-compat", metrics=("fid", "is"), batch_size=2)
+    assert fs.protocol["weights_sha256"] == hashlib.sha256(random_inception.read_bytes()).hexdigest()
+    assert fs.protocol["internal_resize"] == "tf1x-bilinear:299"
+    saved = torch.load(random_inception, weights_only=True)
+    fe = fs.extractor
+    assert not fe.training and not any(m.training for m in fe.modules())
+    assert torch.equal(fe.state_dict()["Mixed_7c.branch_pool.conv.weight"], saved["Mixed_7c.branch_pool.conv.weight"])
+    imgs = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
+    f = fs.features(imgs)
+    assert f["2048"].shape == (2, 2048) and f["logits_unbiased"].shape == (2, 1008)
+    alone = fs.features(imgs[:1])     # eval mode: an image's features do not depend on its batch
+    torch.testing.assert_close(alone["2048"][0], f["2048"][0], rtol=1e-4, atol=1e-5)
+
+
+def test_absent_inception_weights_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ex.WEIGHTS_ENV_VAR, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
+    calls = []
+
+    def no_network(url: str, dst: str, *a: object, **k: object) -> None:
+        calls.append(url)
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(MetricError) as err:
+        fidelity.compute(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    msg = str(err.value)
+    assert calls and ex.INCEPTION_FILE in msg and ex.WEIGHTS_ENV_VAR in msg and "\n" not in msg
+    with pytest.raises(MetricError, match="does not exist"):
+        ex.inception_weights(tmp_path / "missing.pth")
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"conv": torch.zeros(1), "extra": urllib.error.URLError("not a tensor")}, pickled)
+    with pytest.raises(MetricError, match="plain state dict"):     # refused before torch-fidelity unpickles it
+        ex.resolve_weights("inception-v3-compat", pickled)
+    with pytest.raises(MetricError, match=ex.WEIGHTS_ENV_VAR):
+        METRICS.get("fid")(_ctx({}, tmp_path))
+
+
+# -- the MNIST classifier -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mnist(data_root: Path) -> dict[str, np.ndarray]:
+    return ex.load_mnist(data_root / "mnist")
+
+
+@pytest.fixture(scope="module")
+def mnist_weights(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test-sized classifier: 2000 training images, 2 epochs."""
+    proto = ex.MnistClassifierProtocol(n_train=2000, epochs=2, n_eval=1000)
+    return ex.train_mnist_classifier(proto, root=data_root / "mnist", cache_root=tmp_path_factory.mktemp("mc"))
+
+
+def _digits(mnist: dict[str, np.ndarray], c: int, split: str = "test") -> torch.Tensor:
+    x, y = mnist[f"x_{split}"], mnist[f"y_{split}"]
+    return torch.from_numpy(x[y == c]).unsqueeze(1)
+
+
+def test_mnist_classifier_training_is_deterministic_and_cached(data_root: Path, tmp_path: Path) -> None:
+    proto = ex.MnistClassifierProtocol(n_train=256, epochs=1, n_eval=256)
+    a = ex.train_mnist_classifier(proto, root=data_root / "mnist", cache_root=tmp_path / "a")
+    b = ex.train_mnist_classifier(proto, root=data_root / "mnist", cache_root=tmp_path / "b")
+    assert a.name == b.name and a.read_bytes() == b.read_bytes()     # so the stamped sha256 is stable
+    assert json.loads(a.with_suffix(".json").read_text())["protocol"]["n_train"] == 256
+    mtime = a.stat().st_mtime_ns
+    assert ex.train_mnist_classifier(proto, root=data_root / "mnist", cache_root=tmp_path / "a") == a
+    assert a.stat().st_mtime_ns == mtime
+    other = ex.MnistClassifierProtocol(n_train=255, epochs=1, n_eval=256)   # other data -> other key
+    assert ex.train_mnist_classifier(other, root=data_root / "mnist", cache_root=tmp_path / "a").name != a.name
+
+
+def test_mnist_fid_same_class_much_smaller(mnist: dict[str, np.ndarray], mnist_weights: Path) -> None:
+    zeros, ones = _digits(mnist, 0), _digits(mnist, 1)
+    kw = dict(extractor="mnist-classifier", weights_path=mnist_weights, cache=False)
+    same = fidelity.compute(zeros[:490], zeros[490:980], **kw)
+    diff = fidelity.compute(zeros[:490], ones[:490], **kw)
+    assert same["fid"] * 10 < diff["fid"], (same["fid"], diff["fid"])
+    p = same["protocol"]
+    assert p["extractor"] == "mnist-classifier" and p["resize"] == "none" and p["num_gen"] == 490
+    assert p["weights_sha256"] == hashlib.sha256(mnist_weights.read_bytes()).hexdigest()
+
+
+def test_compute_equals_torch_fidelity_calculate_metrics(mnist: dict[str, np.ndarray], mnist_weights: Path) -> None:
+    import torch_fidelity
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x: torch.Tensor):
+            self.x = x
+
+        def __len__(self) -> int:
+            return len(self.x)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return self.x[i]
+
+    gen, real = _digits(mnist, 3)[:300], _digits(mnist, 5)[:320]
+    ref = torch_fidelity.calculate_metrics(
+        input1=Images(gen), input2=Images(real), feature_extractor="mnist-classifier",
+        feature_extractor_weights_path=str(mnist_weights), fid=True, kid=True, isc=True, cuda=False,
+        cache=False, verbose=False, save_cpu_ram=True, kid_subset_size=100, kid_subsets=20, batch_size=50)
+    ours = fidelity.compute(gen, real, extractor="mnist-classifier", weights_path=mnist_weights,
+                            metrics=("fid", "kid", "is"), kid_subset_size=100, kid_subsets=20, cache=False)
+    assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
+    assert ours["kid"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-5)
+    assert ours["is"] == pytest.approx(ref["inception_score_mean"], rel=1e-6)
+    assert ours["is_std"] == pytest.approx(ref["inception_score_std"], rel=1e-5)
+
+
+def test_batch_size_folder_and_cache(mnist: dict[str, np.ndarray], mnist_weights: Path, tmp_path: Path) -> None:
+    gen, real = _digits(mnist, 7)[:200], _digits(mnist, 7, "train")[:250]
+    kw = dict(extractor="mnist-classifier", weights_path=mnist_weights, cache_root=tmp_path / "c")
+    a = fidelity.compute(gen, real, batch_size=64, cache=False, **kw)["fid"]
+    b = fidelity.compute(gen, real, batch_size=7, cache=False, **kw)["fid"]
+    assert b == pytest.approx(a, rel=1e-5)
+    folder = tmp_path / "gen"
+    folder.mkdir()
+    for i, img in enumerate(gen):
+        Image.fromarray(img[0].numpy()).convert("RGB").save(folder / f"{i:04d}.png")
+    assert fidelity.compute(folder, real, cache=False, **kw)["fid"] == pytest.approx(a, rel=1e-9)
+    # a generator callable and an iterable of batches give the same features as the tensor
+    sample = iter(gen.split(30))
+    assert fidelity.compute(lambda n: next(sample)[:n], real, num_samples=200, batch_size=30, cache=False,
+                            **kw)["fid"] == pytest.approx(a, rel=1e-5)
+    assert fidelity.compute(list(gen.split(45)), real, cache=False, **kw)["fid"] == pytest.approx(a, rel=1e-5)
+    # cache: keyed by content, not by object or name
+    c1 = fidelity.compute(gen, real, **kw)["fid"]
+    files = list((tmp_path / "c").glob("ref-*.safetensors"))
+    assert len(files) == 1 and c1 == pytest.approx(a, rel=1e-9)
+    assert fidelity.compute(gen, real.clone(), **kw)["fid"] == c1
+    kid = fidelity.compute(gen, real, metrics=("kid",), kid_subset_size=50, kid_subsets=5, **kw)
+    assert np.isfinite(kid["kid"]) and "fid" not in kid          # same key, features now cached
+    assert fidelity.compute(gen, real, **kw)["fid"] == pytest.approx(c1, rel=1e-12)
+    assert len(list((tmp_path / "c").glob("ref-*.safetensors"))) == 1
+    real2 = real.clone()
+    real2[0, 0, 14, 14] ^= 1
+    fidelity.compute(gen, real2, **kw)
+    assert len(list((tmp_path / "c").glob("ref-*.safetensors"))) == 2
+
+
+def test_per_class_fid_equals_hand_calls(mnist: dict[str, np.ndarray], mnist_weights: Path) -> None:
+    classes, n_real = (0, 1, 2), 60
+    real = torch.cat([_digits(mnist, c)[:n_real] for c in classes])
+    real_labels = torch.tensor(classes).repeat_interleave(n_real)
+    x, y = torch.from_numpy(mnist["x_train"][:2000]).unsqueeze(1), torch.from_numpy(mnist["y_train"][:2000])
+    keep = (y <= 2)
+    gen, gen_labels = x[keep], y[keep].long()     # interleaved classes, more than needed per class
+    kw = dict(extractor="mnist-classifier", weights_path=mnist_weights, cache=False)
+    out = fidelity.per_class_fid(gen, gen_labels, real, real_labels, **kw)
+    by_hand = {c: fidelity.compute(gen[gen_labels == c][:n_real], real[real_labels == c], **kw)["fid"]
+               for c in classes}
+    assert out["per_class"].keys() == by_hand.keys()
+    for c in classes:
+        assert out["per_class"][c] == pytest.approx(by_hand[c], rel=1e-5)
+    assert out["mean"] == pytest.approx(np.mean(list(by_hand.values())), rel=1e-5)
+    with pytest.raises(MetricError, match="as many generated"):
+        fidelity.per_class_fid(gen[:50], gen_labels[:50], real, real_labels, **kw)
+
+
+# -- the scorer -----------------------------------------------------------------------------------
+def _ctx(options: dict, cache: Path) -> ScoreContext:
+    info = DatasetInfo(name="digits", tasks=("labels2photo",))
+    task = TASKS.get("labels2photo").bind(info)
+    return ScoreContext(task=task, device=torch.device("cpu"), cache_dir=cache, options=options)
+
+
+def test_fid_scorer_streams_and_stamps(mnist: dict[str, np.ndarray], mnist_weights: Path, tmp_path: Path) -> None:
+    real = _digits(mnist, 4)[:120].float() / 127.5 - 1
+    gen = _digits(mnist, 9)[:120].float() / 127.5 - 1
+    labels = torch.from_numpy(mnist["y_test"][:120]).long() % 2
+    opts = {"extractor": "mnist-classifier", "weights_path": str(mnist_weights), "per_class": True}
+    scorer = METRICS.get("fid")(_ctx(opts, tmp_path))
+    oracle = METRICS.get("fid")(_ctx(opts, tmp_path))
+    for i in range(0, 120, 50):
+        batch = {"photo": real[i:i + 50], "label": labels[i:i + 50]}
+        scorer.update(gen[i:i + 50], batch)
+        oracle.update(oracle.score_reference(batch), batch)
+    out = scorer.compute()
+    expected = fidelity.compute(gen, real, extractor="mnist-classifier", weights_path=mnist_weights, cache=False)
+    assert out["fid"] == pytest.approx(expected["fid"], rel=1e-6)
+    pc = fidelity.per_class_fid(gen, labels, real, labels, extractor="mnist-classifier",
+                                weights_path=mnist_weights, cache=False)
+    assert out["fid_class_mean"] == pytest.approx(pc["mean"], rel=1e-6)
+    assert abs(oracle.compute()["fid"]) < 1e-6 * out["fid"]      # the real targets against themselves
+    p = scorer.protocol()
+    assert p["extractor"] == "mnist-classifier" and p["num_gen"] == 120 and p["resize"] == "none"
+    assert p["weights_sha256"] == hashlib.sha256(mnist_weights.read_bytes()).hexdigest()

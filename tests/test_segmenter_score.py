@@ -1,0 +1,89 @@
+"""The segmenter score with the pretrained ESPNet on real Cityscapes images (pix2pix val layout)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.data.paths import cache_dir
+from bench.errors import ConfigError
+from bench.registry import METRICS, TASKS
+from metrics.base import ScoreContext
+
+SOURCE_SHA256 = "343b0e77e8545d36113c4f3efbf1ee349256f25c97c9f9d5ddefe45f2f49763e"   # SOURCE.md
+SMALL = [512, 256]      # ESPNet input (W, H) for quick tests; the protocol default is 1024x512
+
+
+@pytest.fixture(scope="module")
+def val_batch(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """pix2pix Cityscapes val 1..4, unpacked to a temp folder: photo left half, trainIds from the right."""
+    tar_path = data_root / "cityscapes_pix2pix" / "cityscapes_val.tar"
+    if not tar_path.is_file() or not (data_root / "espnet_cityscapes" / "espnet_p_2_q_8.pth").is_file():
+        pytest.skip("cityscapes_pix2pix val tar or ESPNet weights absent")
+    from bench.data.cityscapes_labels import colors_to_train_ids
+
+    tmp = tmp_path_factory.mktemp("cityscapes_val")
+    photos, labels = [], []
+    with tarfile.open(tar_path) as tf:
+        for i in range(1, 5):
+            out = tmp / f"{i}.jpg"
+            out.write_bytes(tf.extractfile(f"cityscapes/val/{i}.jpg").read())
+            a = np.asarray(Image.open(io.BytesIO(out.read_bytes())).convert("RGB"))
+            photos.append(torch.from_numpy(a[:, :256].astype(np.float32)).permute(2, 0, 1) / 127.5 - 1)
+            labels.append(torch.from_numpy(colors_to_train_ids(a[:, 256:]).astype(np.int64)))
+    return {"photo": torch.stack(photos), "label": torch.stack(labels)}
+
+
+def _ctx(**options) -> ScoreContext:
+    from bench.data.cityscapes import INFO
+
+    return ScoreContext(task=TASKS.get("labels2photo").bind(INFO), device=torch.device("cpu"),
+                        cache_dir=cache_dir(), options=options)
+
+
+def test_oracle_row_and_a_bad_generator(val_batch) -> None:
+    scorer_cls = METRICS.get("segmenter-score")
+    oracle = scorer_cls(_ctx(input_size=SMALL))              # Cityscapes -> ESPNet by default
+    bad = scorer_cls(_ctx(input_size=SMALL))
+    assert oracle.segmenter.name == "espnet-cityscapes"
+    oracle.update(oracle.score_reference(val_batch), val_batch)
+    bad.update(val_batch["photo"].flip(-2), val_batch)         # upside-down streets
+    real, fake = oracle.compute(), bad.compute()
+    assert real["pixel_acc"] > 0.6 and real["mean_iou"] > 0.2
+    assert fake["pixel_acc"] < real["pixel_acc"] - 0.3
+    assert oracle.cm.sum() == (val_batch["label"] != 255).sum()   # every labelled pixel is scored
+    proto = oracle.protocol()
+    assert proto["weights_sha256"] == SOURCE_SHA256
+    assert proto["input_size_wh"] == SMALL and proto["resize_mode"] == "bilinear"
+    assert proto["void_output"] == "exclude" and proto["num_classes"] == 19
+    json.dumps(proto)
+    default = scorer_cls(_ctx()).protocol()
+    assert default["input_size_wh"] == [1024, 512] and default["divide_by_255_after_norm"] is True
+
+
+def test_void_ignore_policy_leaves_out_pixels_predicted_void(val_batch) -> None:
+    scorer_cls = METRICS.get("segmenter-score")
+    batch = {k: v[:2] for k, v in val_batch.items()}
+    ignore = scorer_cls(_ctx(input_size=SMALL, void="ignore"))
+    ignore.update(batch["photo"], batch)
+    raw = torch.nn.functional.interpolate(ignore.segmenter.logits(batch["photo"]), size=(256, 256),
+                                          mode="bilinear", align_corners=False).argmax(1)
+    expected = ((batch["label"] != 255) & (raw != 19)).sum()
+    assert 0 < ignore.cm.sum() == expected < (batch["label"] != 255).sum()
+
+
+def test_bad_options_raise_config_errors(val_batch) -> None:
+    scorer_cls = METRICS.get("segmenter-score")
+    with pytest.raises(ConfigError, match="input_size"):
+        scorer_cls(_ctx(input_size=[500, 250]))
+    with pytest.raises(ConfigError, match="void"):
+        scorer_cls(_ctx(void="sometimes"))
+    with pytest.raises(ConfigError, match="resize_mode"):
+        scorer_cls(_ctx(resize_mode="lanczos"))
