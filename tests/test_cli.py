@@ -1,0 +1,69 @@
+"""The `bench` command's smaller verbs: list, data check / prepare, train + score + leaderboard."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from suite_helpers import bench
+
+
+def test_list_everything():
+    r = bench("list", check=True)
+    for word in ("datasets:", "synthetic-scenes", "cityscapes", "discriminators:", "vgg16-fusion-sn",
+                 "metrics:", "segmenter-score", "suites:", "fusion-table3", "nrds-toy"):
+        assert word in r.stdout
+
+
+def test_list_discriminator_parameter_counts_match_the_modules():
+    from bench.registry import DISCRIMINATORS
+    from methods.init import count_parameters
+    out = bench("list", "discriminators", check=True).stdout
+    for name in DISCRIMINATORS.names():
+        n = count_parameters(DISCRIMINATORS.get(name)(3, 3, image_size=256))
+        assert f"{n / 1e6:.2f}M params" in out.split(name, 1)[1].splitlines()[0]
+
+
+def test_data_check_reports_and_exit_codes(data_root, tmp_path):
+    ok = bench("data", "check", "synthetic-scenes", check=True)
+    assert "OK" in ok.stdout
+    missing = bench("data", "check", "cityscapes", "--root", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "expected layout" in missing.stdout and "leftImg8bit" in missing.stdout
+    unknown = bench("data", "check", "imagenet")
+    assert unknown.returncode == 2 and "cityscapes" in unknown.stderr
+
+
+def test_data_prepare_cityscapes_from_the_downloaded_tars(data_root, tmp_path):
+    root = tmp_path / "cityscapes"
+    r = bench("data", "prepare", "cityscapes", "--src", str(data_root / "cityscapes_pix2pix"), "--root", str(root),
+              check=True)
+    assert "prepared cityscapes" in r.stdout
+    assert len(list((root / "val").glob("*.jpg"))) == 500 and len(list((root / "train").glob("*.jpg"))) == 2975
+    assert bench("data", "check", "cityscapes", "--root", str(root)).returncode == 0
+    r = bench("data", "prepare", "cityscapes", "--src", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "--src" in r.stderr
+
+
+def test_train_then_score_then_leaderboard(tmp_path):
+    out = tmp_path / "out"
+    r = bench("train", "quickstart", "--row", "4-Layer Concat", "--task", "photo2depth", "--profile", "tiny",
+              "--out", str(out), "--no-progress", "--device", "cpu", check=True)
+    assert "complete at step 6" in r.stdout
+    run = out / "runs" / "4-layer-concat" / "seed0" / "photo2depth"
+    s = bench("score", str(run), "--no-progress", "--device", "cpu", check=True)
+    values = dict(line.split("\t")[:2] for line in s.stdout.splitlines())
+    assert 0 < float(values["photo2depth/rel"]) < 10 and 0 <= float(values["photo2depth/delta1"]) <= 1
+    again = bench("train", "quickstart", "--row", "4-Layer Concat", "--task", "photo2depth", "--profile", "tiny",
+                  "--out", str(out), "--no-progress", "--device", "cpu")
+    assert again.returncode == 2 and "--resume" in again.stderr
+    lb = bench("leaderboard", "quickstart", "--out", str(out))
+    assert lb.returncode == 2 and "bench run quickstart" in lb.stderr
+
+
+def test_leaderboard_rebuilds_from_the_store(tmp_path):
+    out = tmp_path / "nrds"
+    bench("run", "nrds-toy", "--seeds", "1", "--out", str(out), "--no-progress", check=True)
+    first = pd.read_csv(out / "leaderboard.csv")
+    (out / "leaderboard.csv").unlink()
+    r = bench("leaderboard", "nrds-toy", "--out", str(out), check=True)
+    assert "Fake close" in r.stdout
+    pd.testing.assert_frame_equal(first, pd.read_csv(out / "leaderboard.csv"))
