@@ -66,19 +66,23 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
         ckpt.load_checkpoint(checkpoint, adapter.modules, None)
         eval_mode = bool(spec.method_options.get("eval_mode", True))
     loader = eval_loader(data, prof.eval_batch_size, prof.num_workers)
+    fed = {name: 0 for name in scorers}
     for batch in tqdm(loader, disable=not progress, leave=False, desc=f"score {spec.row} | {spec.task}",
                       unit="batch", dynamic_ncols=True):
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         pred = adapter.generate(batch) if adapter is not None else None
-        for s in scorers.values():
+        for name, s in scorers.items():
             p = pred if pred is not None else s.score_reference(batch)
             if p is not None:
                 s.update(p, batch)
+                fed[name] += 1
 
     values: dict[str, float] = {}
     hashes: dict[str, str] = {}
     protocols: dict[str, dict[str, Any]] = {}
     for name, s in scorers.items():
+        if not fed[name]:
+            continue                     # an oracle row for a metric with no meaningful reference
         result = s.compute()
         protocol = {"metric": name, "scorer": s.protocol(), "dataset": spec.dataset,
                     "dataset_options": spec.dataset_options, "split": "test", "eval_subset": prof.eval_subset,

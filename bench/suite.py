@@ -95,6 +95,12 @@ def run_one(spec: RunSpec, out: Path, store: ResultStore, *, device: torch.devic
     return "ok"
 
 
+def _preflight(spec: RunSpec) -> None:
+    """Fail before any work when the suite's data is missing (one line, exit 2), not once per run."""
+    from bench.build import build_dataset
+    build_dataset(spec, "test", spec.profile_settings.image_size, 1)
+
+
 def run_suite(suite: Suite, out: Path, *, profile: str | None = None, rows: list[str] | None = None,
               seeds: list[int] | None = None, device: torch.device, deterministic: bool = False,
               resume: bool = False, progress: bool = True) -> SuiteReport:
@@ -103,6 +109,8 @@ def run_suite(suite: Suite, out: Path, *, profile: str | None = None, rows: list
     specs = expand(suite, profile, rows, seeds) if suite.suite.runner == "train-score" else []
     if not resume and (out / RESULTS_FILE).exists():
         raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose a new --out")
+    if specs:
+        _preflight(specs[0])
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / RESULTS_FILE)
     report = SuiteReport(out)

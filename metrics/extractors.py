@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -169,8 +170,12 @@ def resolve_weights(extractor: str, weights_path: str | Path | None = None) -> P
         return p
     if extractor == "mnist-classifier":
         return Path(weights_path) if weights_path else train_mnist_classifier()
+    if extractor in WEIGHT_RESOLVERS:
+        return WEIGHT_RESOLVERS[extractor](weights_path)
     if weights_path is None:
         raise MetricError(f"extractor '{extractor}' needs weights_path on these machines")
+    if not Path(weights_path).is_file():
+        raise MetricError(f"weights for extractor '{extractor}' not found at {weights_path}")
     return Path(weights_path)
 
 
@@ -316,13 +321,22 @@ class MnistFeatureExtractor(FeatureExtractorBase):
         return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
 
 
-def register_extractor(name: str, cls: type[FeatureExtractorBase], extractor_spec: ExtractorSpec) -> None:
-    """Plug in a domain extractor: torch-fidelity's registry (for its metrics) plus its spec here."""
+WEIGHT_RESOLVERS: dict[str, Callable[[str | Path | None], Path]] = {}
+
+
+def register_extractor(name: str, cls: type[FeatureExtractorBase], extractor_spec: ExtractorSpec,
+                       weights: Callable[[str | Path | None], Path] | None = None) -> None:
+    """Plug in a domain extractor: torch-fidelity's registry (for its metrics) plus its spec here.
+
+    ``weights(weights_path_or_None) -> Path`` finds (or makes) its default weights file.
+    """
     if name not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(name, cls)
     elif FEATURE_EXTRACTORS_REGISTRY[name] is not cls:
         raise MetricError(f"feature extractor '{name}' is already registered by another class; pick another name")
     SPECS[name] = extractor_spec
+    if weights is not None:
+        WEIGHT_RESOLVERS[name] = weights
 
 
 register_extractor("mnist-classifier", MnistFeatureExtractor, SPECS["mnist-classifier"])

@@ -29,6 +29,7 @@ from bench.data.paths import cache_dir
 from bench.errors import MetricError
 from bench.registry import METRICS
 from metrics import extractors as ex
+from metrics import extractor_espnet  # noqa: F401  (registers the espnet-cityscapes extractors)
 from metrics.base import ScoreContext, Scorer
 
 log = logging.getLogger(__name__)

@@ -160,6 +160,7 @@ def test_auto_prepare_from_the_shared_tars(data_root: Path, tmp_path: Path, monk
     (fake_root / "cityscapes_pix2pix").mkdir(parents=True)
     (fake_root / "cityscapes_pix2pix" / "cityscapes_val.tar").symlink_to(_val_tar(data_root))
     monkeypatch.setenv("BENCH_DATA_ROOT", str(fake_root))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))   # a val-only unpack must not leak
     ds = cs.make_dataset("test", 32, subset=2)
     assert len(ds) == 2 and ds.root == cs.cache_dir() / "cityscapes"
     assert (ds.root / "PREPARED.json").is_file()

@@ -64,5 +64,7 @@ def test_smoke_profile_runs_on_the_shared_data(n, data_root, tmp_path):
     assert "(paper)" in md and "profile `smoke`" in md
     if n == 1:
         assert "espnet" in md.lower()          # the leaderboard names the segmenter that scored it
-        oracle = board[(board["row"] == "GT / Oracle") & (board["metric"] == "pixel_acc")]["mean"].item()
-        assert 0.5 < oracle <= 1.0             # ESPNet on real photos agrees with the labels
+        acc = board[board["metric"] == "pixel_acc"].set_index("row")["mean"]
+        oracle = acc.pop("GT / Oracle")
+        assert oracle > acc.max()              # real photos segment better than a 4-step generator's
+        assert oracle > 0.7                    # ESPNet agrees with the labels (paper's PSPNet oracle: 0.8513)

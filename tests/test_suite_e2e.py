@@ -111,7 +111,7 @@ def test_plugin_discriminator_runs_as_a_row_and_divergence_is_recorded(tmp_path)
     assert board.loc[("Outside D", "rel"), "mean"] > 0
     failed = board.loc[("NaN D", "rel")]
     assert failed["status"] == "failed"
-    assert re.search(r"training diverged: loss 'loss_G' = nan at step 1$", failed["reason"])
+    assert re.search(r"^training diverged: loss 'loss_[DG]' = nan at step \d+$", failed["reason"])
 
 
 def test_user_errors_exit_2_with_one_line(tmp_path):
@@ -121,6 +121,11 @@ def test_user_errors_exit_2_with_one_line(tmp_path):
     assert r.returncode == 2 and "galactic" in r.stderr and "smoke" in r.stderr
     r = bench("score", str(tmp_path / "missing"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    r = bench("run", "fusion-table3", "--out", str(tmp_path / "t3"), env={"BENCH_DATA_ROOT": str(empty)})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bench data prepare" in r.stderr
+    assert not (tmp_path / "t3").exists()                 # nothing written before the data is there
 
 
 def test_corrupt_checkpoint_is_one_line_error(reference_run, tmp_path):
