@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.data.paths import data_root
 from bench.errors import ConfigError
 from bench.registry import DATASETS, METHODS, TASKS
 from bench.runspec import RunSpec

@@ -28,7 +28,7 @@ def _suite(name: str):
     return load_suite(SUITES.get(name))
 
 
-def _seeds(n: int | None, suite) -> list[int] | None:
+def _seeds(n: int | None) -> list[int] | None:
     if n is None:
         return None
     if n < 1:
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = _suite(args.suite)
     rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
     out = Path(args.out or Path("runs") / suite.name)
-    report = run_suite(suite, out, profile=args.profile, rows=rows, seeds=_seeds(args.seeds, suite),
+    report = run_suite(suite, out, profile=args.profile, rows=rows, seeds=_seeds(args.seeds),
                        device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
                        progress=not args.no_progress)
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from bench import checkpoint as ckpt
 from bench.batches import batch_loader, jitter
 from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
-from bench.errors import BenchError, DivergenceError
+from bench.errors import ConfigError, DivergenceError
 from bench.provenance import code_version, git_commit, versions
 from bench.runspec import RunSpec
 from bench.scalars import ScalarLog
@@ -83,7 +83,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
         loaded.restore_rng()
         log.info("resumed %s from %s", run_dir, last.name)
     elif any(ckpt.list_checkpoints(run_dir)):
-        raise BenchError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
+        raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
 
     info = run_info(spec, deterministic, device)
     _write_status(run_dir, status="running", step=start)
@@ -97,7 +97,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     adapter.train(True)
     try:
         for i, batch in enumerate(loader, start=start * d_per_g):
-            batch = jitter(batch, prof.image_size, spec.seed, i, prof.flip) if load != prof.image_size or prof.flip else batch
+            batch = jitter(batch, prof.image_size, spec.seed, i, prof.flip)
             batch = ctx.to_device(batch)
             update_g = (i + 1) % d_per_g == 0
             losses = adapter.train_step(batch, step, update_g)

@@ -3,8 +3,6 @@ profile of each table runs end to end on the shared Cityscapes / NYU-v2 data on 
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
