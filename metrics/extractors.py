@@ -20,8 +20,8 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -168,8 +168,6 @@ def resolve_weights(extractor: str, weights_path: str | Path | None = None) -> P
             raise MetricError(f"{p} is not a plain state dict of tensors ({e}); "
                               f"use the original {INCEPTION_FILE}") from e
         return p
-    if extractor == "mnist-classifier":
-        return Path(weights_path) if weights_path else train_mnist_classifier()
     if extractor in WEIGHT_RESOLVERS:
         return WEIGHT_RESOLVERS[extractor](weights_path)
     if weights_path is None:
@@ -339,4 +337,5 @@ def register_extractor(name: str, cls: type[FeatureExtractorBase], extractor_spe
         WEIGHT_RESOLVERS[name] = weights
 
 
-register_extractor("mnist-classifier", MnistFeatureExtractor, SPECS["mnist-classifier"])
+register_extractor("mnist-classifier", MnistFeatureExtractor, SPECS["mnist-classifier"],
+                   weights=lambda p: Path(p) if p else train_mnist_classifier())
