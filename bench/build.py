@@ -1,20 +1,27 @@
-"""Build the pieces of a run from its spec: device, seeding, dataset, bound task, adapter."""
+"""Build the pieces of a run from its spec: device, seeding, dataset, bound task, components, adapter.
+
+The component builder is the one place slots become modules: each slot's factory is called with
+what the adapter provides (``component_args``) plus the row's options; then every component whose
+``init_policy`` is "adapter" (the class attribute; or the row's ``init``) is initialised by the
+adapter, in slot order, after all are built; then all move to the device.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
+from torch import nn
 
+from bench.contracts import MethodAdapter, TrainContext
 from bench.errors import ConfigError
-from bench.registry import DATASETS, METHODS, TASKS
+from bench.registry import DATASETS, METHODS, REGISTRIES, TASKS
 from bench.runspec import RunSpec
 from bench.tasks import TaskSpec
-from methods.base import MethodAdapter, TrainContext
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +66,49 @@ def bind_task(spec: RunSpec, dataset: Any) -> TaskSpec:
 def train_context(spec: RunSpec, device: torch.device) -> TrainContext:
     prof = spec.profile_settings
     cuda = device.type == "cuda"
-    return TrainContext(device=device, amp=cuda and prof.amp, channels_last=cuda)
+    return TrainContext(device=device, amp=cuda and prof.amp, channels_last=cuda, seed=spec.seed,
+                        image_size=prof.image_size)
+
+
+def build_components(cls: type[MethodAdapter], components: Mapping[str, Mapping[str, Any]], options: Any,
+                     task: TaskSpec, ctx: TrainContext, image_size: int) -> dict[str, nn.Module]:
+    """Build every slot of ``cls`` from ``components`` (slot -> {"name", ["init"], **options})."""
+    built: dict[str, nn.Module] = {}
+    policies: dict[str, str] = {}
+    for slot_name, slot in cls.slots.items():
+        spec = dict(components.get(slot_name) or {})
+        name = spec.pop("name", slot.default)
+        init = spec.pop("init", None)
+        if not name:
+            raise ConfigError(f"method {cls.__name__} needs a component for slot '{slot_name}'")
+        factory = REGISTRIES[slot.registry].get(name)
+        given = cls.component_args(slot_name, options, task, image_size)
+        module = factory(*given.args, **given.kwargs, **spec)
+        if not isinstance(module, nn.Module):
+            raise ConfigError(f"{slot.registry[:-1]} '{name}' built a {type(module).__name__}, not a torch.nn.Module")
+        built[slot_name] = module
+        policies[slot_name] = init or getattr(module, "init_policy", "adapter")
+    for slot_name, module in built.items():
+        if policies[slot_name] == "adapter":
+            cls.init_component(slot_name, module, options)
+        else:
+            log.info("slot %s keeps its component's own initialisation", slot_name)
+    mf = torch.channels_last if ctx.channels_last else torch.contiguous_format
+    return {k: m.to(ctx.device, memory_format=mf) for k, m in built.items()}
+
+
+def build_method(method: str, options: Any, task: TaskSpec, ctx: TrainContext,
+                 components: Mapping[str, Mapping[str, Any]] | None = None, image_size: int = 256) -> MethodAdapter:
+    """Build a method adapter and its components (options: the method's ``Options`` or a dict)."""
+    cls = METHODS.get(method)
+    if isinstance(options, dict):
+        options = cls.Options(**options)
+    comps = build_components(cls, components or {}, options, task, ctx, image_size)
+    return cls(options, task, ctx, comps)
 
 
 def build_adapter(spec: RunSpec, task: TaskSpec, ctx: TrainContext) -> MethodAdapter:
     if spec.kind != "model":
         raise ConfigError(f"row '{spec.row}' is a '{spec.kind}' row: it has no model to build")
-    cls = METHODS.get(spec.method)
-    options = cls.Options(**spec.method_options)
-    return cls(options, task, ctx, generator=spec.generator, discriminator=spec.discriminator,
-               generator_options=spec.generator_options, discriminator_options=spec.discriminator_options,
-               image_size=spec.profile_settings.image_size)
+    return build_method(spec.method, dict(spec.method_options), task, ctx, spec.components,
+                        spec.profile_settings.image_size)

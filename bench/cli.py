@@ -6,15 +6,18 @@ Every error a user can cause prints one line and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from bench.errors import BenchError, ConfigError
 
 log = logging.getLogger("bench")
 
-LIST_KINDS = ("datasets", "tasks", "methods", "generators", "discriminators", "metrics", "losses", "suites")
+LIST_KINDS = ("datasets", "tasks", "methods", "generators", "discriminators", "metrics", "losses", "regularizers",
+              "runners", "suites")
 
 
 def _suite(name: str):
@@ -26,6 +29,22 @@ def _suite(name: str):
     if name not in SUITES:
         raise ConfigError(f"unknown suite '{name}'; choose one of: {', '.join(SUITES.names())} or give a .toml path")
     return load_suite(SUITES.get(name))
+
+
+class PluginFault(BenchError):
+    """An exception from inside a run (a plug-in's, most often), told in one line."""
+
+
+@contextlib.contextmanager
+def plugin_faults(run_dir: Path) -> Iterator[None]:
+    """Turn an exception raised inside a run into one line; its traceback goes to the run's error.txt."""
+    try:
+        yield
+    except (BenchError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001
+        from bench.failures import describe_failure
+        raise PluginFault(describe_failure(e, run_dir)) from e
 
 
 def _seeds(n: int | None) -> list[int] | None:
@@ -44,15 +63,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from bench.config import schema_markdown
+    print(schema_markdown())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.build import select_device
     from bench.suite import run_suite
+    from leaderboards.build import write_leaderboard
     suite = _suite(args.suite)
     rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
     out = Path(args.out or Path("runs") / suite.name)
     report = run_suite(suite, out, profile=args.profile, rows=rows, seeds=_seeds(args.seeds),
                        device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, leaderboard=write_leaderboard)
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
           f"in {report.seconds:.0f} s")
     for f in report.failed:
@@ -73,8 +99,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"suite '{suite.name}' has no task '{args.task}'; tasks: {', '.join(suite.suite.tasks)}")
     out = Path(args.out or Path("runs") / suite.name)
     for spec in specs[:1] if args.task else specs:
-        o = train(spec, spec.run_dir(out), device=select_device(args.device), deterministic=args.deterministic,
-                  resume=args.resume, progress=not args.no_progress)
+        with plugin_faults(spec.run_dir(out)):
+            o = train(spec, spec.run_dir(out), device=select_device(args.device), deterministic=args.deterministic,
+                      resume=args.resume, progress=not args.no_progress)
         print(f"{spec.row} | {spec.task} | seed {spec.seed}: {o.status} at step {o.step}"
               + (f" ({o.reason})" if o.reason else "") + (f" -> {o.checkpoint}" if o.checkpoint else ""))
     return 0
@@ -83,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from bench import checkpoint as ckpt
     from bench.build import select_device
+    from bench.registry import reload_plugins
     from bench.runspec import RunSpec
     from bench.score import score_run
     path = Path(args.checkpoint)
@@ -92,8 +120,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path} holds no complete checkpoint")
         path = latest
     info = ckpt.read_run_info(path)
+    reload_plugins(info.get("plugins") or [])          # --plugin is remembered by the run
     spec = RunSpec.from_dict(info["spec"])
-    res = score_run(spec, path, device=select_device(args.device), progress=not args.no_progress)
+    with plugin_faults(path.parent.parent):
+        res = score_run(spec, path, device=select_device(args.device), progress=not args.no_progress)
     for k, v in res.values.items():
         print(f"{spec.task}/{k}\t{v:.6g}\tprotocol {res.protocol_hashes[k]}")
     return 0
@@ -142,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("kind", nargs="?", choices=LIST_KINDS)
     s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
     s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("schema", help="print the suite-file reference (every section and key)")
+    s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser("run", help="train, score and tabulate a suite")
     s.add_argument("suite", help="a registered suite name or a .toml path")

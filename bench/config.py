@@ -1,154 +1,103 @@
 """Typed, validated configuration from TOML suite files.
 
-A suite file (``leaderboards/*.toml``) has the sections below; every unknown key, wrong type
-or unknown registry name raises a ``ConfigError`` whose one line names the file, the key and
-the allowed values::
-
-    [suite]            name, title, dataset, tasks, method, generator, seeds, default_profile, ...
-    [dataset_options]  passed to the dataset factory
-    [options]          method options for every row
-    [metrics]          per task: list of scorer names (default: the task's own metrics)
-    [metric_options.<scorer>]   options for one scorer
-    [columns]          per task: metric keys shown in leaderboard.md (all are kept in the CSV)
-    [tolerances]       per metric key: allowed |ours - published| for the regression check
-    [profiles.<name>]  steps, image_size, load_size, batch_size, subsets, ...; [profiles.<name>.options]
-    [[rows]]           name, method, generator, discriminator, kind, options, *_options, published
+The whole schema (every section and key, its type, default and meaning) is defined here, once:
+``bench schema`` prints it and the README's suite-file reference is generated from it. A suite
+file is parsed structurally here (unknown key, wrong type, missing key: one-line ``ConfigError``
+naming the file, the section and the allowed values) and then cross-checked against the
+registries by ``bench.validate`` (names, component options, metric / task fit).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
+from bench.schema import check_type, doc, field_rows, markdown_table, parse_dataclass, slug, type_name
+from bench.validate import validate_suite
 
-
-# --- generic dataclass validation --------------------------------------------------------------
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
-        return f"{origin.__name__}[{args}]"
-    return getattr(tp, "__name__", str(tp)).replace("NoneType", "none")
-
-
-def _check(value: Any, tp: Any) -> bool:
-    if tp is Any:
-        return True
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_check(value, a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        args = typing.get_args(tp)
-        inner = args[0] if args else Any
-        return all(_check(v, inner) for v in value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            return False
-        k_t, v_t = typing.get_args(tp) or (Any, Any)
-        return all(_check(k, k_t) and _check(v, v_t) for k, v in value.items())
-    if tp in (dict, list):
-        return isinstance(value, tp)
-    return isinstance(value, tp)
-
-
-def parse_dataclass(cls: type, data: Any, *, source: str, section: str) -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
-    where = f"{source}: [{section}]" if section else f"{source}:"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a table, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise ConfigError(f"{where} unknown key '{unknown[0]}'; allowed: {', '.join(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{where} missing required key '{name}'")
-            continue
-        value, tp = data[name], hints[name]
-        if not _check(value, tp):
-            raise ConfigError(f"{where} key '{name}' must be {_type_name(tp)}, got "
-                              f"{type(value).__name__} ({value!r})")
-        if typing.get_origin(tp) is tuple or tp is tuple:
-            value = tuple(value)
-        if tp is float and isinstance(value, int):
-            value = float(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+__all__ = ["SuiteSection", "Profile", "Row", "Suite", "load_suite", "parse_suite", "slug", "schema_markdown",
+           "parse_dataclass"]
 
 
 # --- the suite schema ---------------------------------------------------------------------------
 
 @dataclass
 class SuiteSection:
-    name: str
-    dataset: str
-    tasks: list[str]
-    title: str = ""
-    description: str = ""
-    reference: str = ""                      # the paper / table reproduced
-    method: str = "pix2pix"
-    generator: str = "unet"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    default_profile: str = "smoke"
-    runner: str = "train-score"              # how runs are executed (bench.runners); most suites train+score
-    assumptions: list[str] = field(default_factory=list)
+    """``[suite]``: what the suite reproduces and how its runs are made."""
+
+    name: str = doc("Suite name (results, folders and leaderboards are keyed by it).")
+    dataset: str = doc("A registered dataset (`bench list datasets`).")
+    tasks: list[str] = doc("Registered tasks run on every row (`bench list tasks`).")
+    title: str = doc("Heading of the leaderboard.", "")
+    description: str = doc("One paragraph on what is compared.", "")
+    reference: str = doc("The paper and table reproduced.", "")
+    method: str = doc("Default method of every row (`bench list methods`).", "pix2pix")
+    generator: str = doc("Default component of every generator slot; \"\" = each method's own default.", "")
+    seeds: list[int] = doc("Seeds run per row (`--seeds N` runs 0..N-1 instead).", factory=lambda: [0])
+    default_profile: str = doc("Profile used without `--profile`.", "smoke")
+    runner: str = doc("How runs are executed (`bench list runners`); `train-score` trains and scores every "
+                      "row x task x seed.", "train-score")
+    assumptions: list[str] = doc("Everything the suite had to choose where the paper is silent; printed under "
+                                 "the leaderboard.", factory=list)
 
 
 @dataclass
 class Profile:
-    """How much work one run does: ``smoke`` (CPU minutes), ``short`` (one GPU), ``full`` (paper)."""
+    """``[profiles.<name>]``: how much work one run does (``smoke``, ``short``, ``full``, ...)."""
 
-    steps: int                               # generator steps
-    image_size: int = 256
-    load_size: int | None = None             # jitter: resize to this, random-crop image_size
-    flip: bool = True
-    batch_size: int = 1
-    train_subset: int | None = None
-    eval_subset: int | None = None
-    eval_batch_size: int = 16
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    log_every: int = 50
-    num_workers: int = 0
-    amp: bool = True                         # bf16 autocast, CUDA only
-    options: dict[str, Any] = field(default_factory=dict)           # method option overrides
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    steps: int = doc("Generator steps (0: a fixed model, nothing to train).")
+    image_size: int = doc("Square side of training and evaluation images.", 256)
+    load_size: int | None = doc("Jitter: load at this size and random-crop `image_size` (none: no crop).", None)
+    flip: bool = doc("Random horizontal flips in training.", True)
+    batch_size: int = doc("Training batch size.", 1)
+    train_subset: int | None = doc("Keep the first N training samples (none: all).", None)
+    eval_subset: int | None = doc("Keep the first N test samples (none: all).", None)
+    eval_batch_size: int = doc("Batch size of the scoring pass.", 16)
+    checkpoint_every: int = doc("Checkpoint every N generator steps (and at the last).", 1000)
+    keep_checkpoints: int = doc("Newest checkpoints kept per run.", 2)
+    log_every: int = doc("Write losses to scalars.csv / TensorBoard every N steps.", 50)
+    num_workers: int = doc("Data-loading worker processes.", 0)
+    amp: bool = doc("bf16 autocast on CUDA (ignored on CPU).", True)
+    options: dict[str, Any] = doc("Method option overrides for this profile (merged over `[options]`).",
+                                  factory=dict)
+    dataset_options: dict[str, Any] = doc("Dataset option overrides for this profile.", factory=dict)
+    metric_options: dict[str, dict[str, Any]] = doc("Per metric: option overrides for this profile.",
+                                                    factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("image_size", "batch_size", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
+                    "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"key '{key}' must be at least 1, got {getattr(self, key)}")
+        if self.steps < 0 or self.num_workers < 0:
+            raise ConfigError("keys 'steps' and 'num_workers' must not be negative")
 
 
 @dataclass
 class Row:
-    name: str
-    discriminator: str = ""
-    method: str = ""                         # default: [suite].method
-    generator: str = ""                      # default: [suite].generator
-    kind: str = "model"                      # "model" (trained) | "oracle" (real targets scored)
-    label_output: str = "rgb"                # labels tasks: "rgb" colour map or "logits"
-    options: dict[str, Any] = field(default_factory=dict)
-    generator_options: dict[str, Any] = field(default_factory=dict)
-    discriminator_options: dict[str, Any] = field(default_factory=dict)
-    published: dict[str, float] = field(default_factory=dict)     # "task/metric" -> value
-    note: str = ""
+    """``[[rows]]``: one line of the table (a model, or an oracle scored on the real targets)."""
+
+    name: str = doc("Row name as in the paper's table.")
+    discriminator: str = doc("Shorthand: the component of every discriminator slot of the method.", "")
+    method: str = doc("Method of this row (default: `[suite] method`).", "")
+    generator: str = doc("Shorthand: the component of every generator slot (default: `[suite] generator`).", "")
+    kind: str = doc("`model` (trained) or `oracle` (the real targets scored: a ceiling row).", "model")
+    label_output: str = doc("Labels outputs: `rgb` colour map or `logits` (one channel per class).", "rgb")
+    options: dict[str, Any] = doc("Method options of this row (merged over `[options]` and the profile's).",
+                                  factory=dict)
+    components: dict[str, dict[str, Any]] = doc(
+        "Per slot of the method (`bench list methods`): `{ name = \"...\", init = \"adapter\" | \"own\", "
+        "<factory options> }`, e.g. `{ D = { name = \"fusion4-sn\", ndf = 32 } }`.", factory=dict)
+    generator_options: dict[str, Any] = doc("Shorthand: factory options of every generator slot.", factory=dict)
+    discriminator_options: dict[str, Any] = doc("Shorthand: factory options of every discriminator slot.",
+                                                factory=dict)
+    published: dict[str, float] = doc("The paper's values, `\"<task>/<metric key>\" = value`.", factory=dict)
+    note: str = doc("Free text shown nowhere but the file.", "")
 
 
 @dataclass
@@ -156,12 +105,19 @@ class Suite:
     suite: SuiteSection
     profiles: dict[str, Profile]
     rows: list[Row]
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, list[str]] = field(default_factory=dict)
-    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    columns: dict[str, list[str]] = field(default_factory=dict)
-    tolerances: dict[str, float] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = doc("Passed to the dataset factory (`[dataset_options]`).", factory=dict)
+    options: dict[str, Any] = doc("Method options of every row (`[options]`), checked against the suite's "
+                                  "method.", factory=dict)
+    metrics: dict[str, list[str]] = doc(
+        "Per task: scorers to run (default: the task's own). `name@output` scores another output of the "
+        "method (e.g. `reconstruction@y_rec`); its keys get the suffix `@output`.", factory=dict)
+    metric_options: dict[str, dict[str, Any]] = doc("Per scorer name: its options (`[metric_options.<name>]`).",
+                                                    factory=dict)
+    columns: dict[str, list[str]] = doc("Per task: metric keys shown in leaderboard.md (all are in the CSV).",
+                                        factory=dict)
+    tolerances: dict[str, float] = doc(
+        "Per metric key: allowed abs(ours - published) for the regression check. Parsed and kept; not read "
+        "by anything yet (the regression command lands with issue 11).", factory=dict)
     path: str = ""
 
     @property
@@ -182,16 +138,12 @@ class Suite:
         return self.profiles[name]
 
     def task_metrics(self, task: str) -> list[str]:
+        """The metric entries of ``task`` (``name`` or ``name@output``)."""
         from bench.registry import TASKS
         return list(self.metrics.get(task) or TASKS.get(task).default_metrics)
 
 
-def slug(name: str) -> str:
-    """A file-system-safe row name: '4-Layer Concat + SN' -> '4-layer-concat-sn'."""
-    out = "".join(c.lower() if c.isalnum() else "-" for c in name)
-    while "--" in out:
-        out = out.replace("--", "-")
-    return out.strip("-")
+TOP_SECTIONS = ("dataset_options", "options", "metrics", "metric_options", "columns", "tolerances")
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -225,12 +177,24 @@ def parse_suite(data: dict[str, Any], *, source: str, path: str = "") -> Suite:
         rows=[parse_dataclass(Row, r, source=source, section=f"rows.{i}") for i, r in enumerate(data["rows"])],
         path=path or source,
     )
-    for key in ("dataset_options", "options", "metrics", "metric_options", "columns", "tolerances"):
+    hints = typing.get_type_hints(Suite)
+    for key in TOP_SECTIONS:
         if key in data:
-            tp = typing.get_type_hints(Suite)[key]
-            if not _check(data[key], tp):
-                raise ConfigError(f"{source}: [{key}] must be {_type_name(tp)}")
+            if not check_type(data[key], hints[key]):
+                raise ConfigError(f"{source}: [{key}] must be {type_name(hints[key])}")
             setattr(suite, key, data[key])
-    from bench.validate import validate_suite
-    validate_suite(suite, source)
+    validate_suite(suite, source)                # cross-checks against the registries
     return suite
+
+
+def schema_markdown() -> str:
+    """The suite-file reference: every section and key with type, default and meaning."""
+    parts = ["A suite file is TOML with these sections; unknown keys are errors.", ""]
+    for title, cls in (("[suite]", SuiteSection), ("[profiles.<name>]", Profile), ("[[rows]]", Row)):
+        about = (cls.__doc__ or "").strip().split(": ", 1)[-1].replace("``", "`")
+        parts += [f"#### `{title}`", "", about[:1].upper() + about[1:], "", markdown_table(field_rows(cls)), ""]
+    hints = typing.get_type_hints(Suite)
+    top = [(f.name, type_name(hints[f.name]), "`{}`", f.metadata.get("doc", ""))
+           for f in dataclasses.fields(Suite) if f.name in TOP_SECTIONS]
+    parts += ["#### Top-level sections", "", markdown_table([(f"[{k}]", t, d, m) for k, t, d, m in top]), ""]
+    return "\n".join(parts)

@@ -35,3 +35,7 @@ class DivergenceError(BenchError):
 
 class MetricError(BenchError):
     """A metric cannot be computed (missing weights, wrong input)."""
+
+
+class PluginError(BenchError):
+    """A plug-in (method, component, loss, metric) broke its contract: wrong output type or shape."""

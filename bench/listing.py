@@ -1,17 +1,33 @@
-"""Text for ``bench list``: each registry's entries with their origin (and parameter counts for D)."""
+"""Text for ``bench list``: each registry's entries with their origin, and what each declares
+(parameter counts for discriminators, slots and outputs for methods, feed and keys for metrics)."""
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from bench.registry import REGISTRIES
 
 
-def _param_count(factory) -> str:
+def _param_count(factory: Any) -> str:
     try:
-        from methods.init import count_parameters
         m = factory(3, 3, image_size=256)
-        return f"{count_parameters(m) / 1e6:.2f}M params (x=3, y=3 channels, 256 px, default width)"
-    except Exception as e:  # a plug-in with another signature still lists
+        n = sum(p.numel() for p in m.parameters())
+        return f"{n / 1e6:.2f}M params (x=3, y=3 channels, 256 px, default width)"
+    except Exception as e:  # noqa: BLE001 - a plug-in with another signature still lists
         return f"(parameter count unavailable: {type(e).__name__})"
+
+
+def _method(cls: Any) -> str:
+    slots = ", ".join(f"{k}: {s.registry[:-1]}" + (f" (default {s.default})" if s.default else "")
+                      for k, s in getattr(cls, "slots", {}).items()) or "no components"
+    outputs = ", ".join(f"{k} -> {v}" for k, v in getattr(cls, "outputs", {"y": "y"}).items())
+    return f"slots: {slots}; outputs: {outputs}; samples from: {', '.join(getattr(cls, 'samples_from', ('batch',)))}"
+
+
+def _metric(cls: Any) -> str:
+    keys = ", ".join(getattr(cls, "keys", ())) or "keys set by options"
+    return f"feed: {getattr(cls, 'feed', 'paired')}; scores: {', '.join(getattr(cls, 'outputs', ()))}; keys: {keys}"
 
 
 def describe(kind: str) -> str:
@@ -20,17 +36,20 @@ def describe(kind: str) -> str:
     for name in reg.names():
         origin = reg.origin(name)
         extra = ""
-        if kind == "discriminators":
-            extra = "  " + _param_count(reg.get(name))
-        elif kind == "tasks":
-            extra = "  " + reg.get(name).description
-        elif kind == "datasets":
-            try:
-                import importlib
-                mod = importlib.import_module(origin)
-                info = getattr(mod, "INFO", None)
-                extra = f"  tasks: {', '.join(info.tasks)}" if info else ""
-            except Exception:
-                extra = ""
+        try:
+            if kind == "discriminators":
+                extra = "  " + _param_count(reg.get(name))
+            elif kind == "tasks":
+                t = reg.get(name)
+                extra = f"  {t.description} (fields: {', '.join(t.fields)}; pairing: {t.pairing})"
+            elif kind == "methods":
+                extra = "  " + _method(reg.get(name))
+            elif kind == "metrics":
+                extra = "  " + _metric(reg.get(name))
+            elif kind == "datasets":
+                info = getattr(importlib.import_module(origin), "INFO", None)
+                extra = f"  provides: {', '.join(info.provides or info.tasks)}" if info else ""
+        except Exception as e:  # noqa: BLE001 - one broken plug-in must not hide the others
+            extra = f"  (cannot load: {type(e).__name__}: {e})"
         lines.append(f"  {name:<20} [{origin}]{extra}")
     return "\n".join(lines)

@@ -14,9 +14,11 @@ or named with ``--plugin some.module`` registers its entries on import, e.g.::
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
-from importlib.metadata import entry_points
+import sys
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from typing import Any, Callable, Iterator
 
 from bench.errors import RegistryError
@@ -113,15 +115,18 @@ METRICS = Registry("metric")
 LOSSES = Registry("loss")
 SUITES = Registry("suite")
 RUNNERS = Registry("runner")
+REGULARIZERS = Registry("regularizer")
 
 REGISTRIES: dict[str, Registry] = {
     "datasets": DATASETS, "tasks": TASKS, "generators": GENERATORS,
     "discriminators": DISCRIMINATORS, "methods": METHODS, "metrics": METRICS,
-    "losses": LOSSES, "suites": SUITES, "runners": RUNNERS,
+    "losses": LOSSES, "regularizers": REGULARIZERS, "suites": SUITES, "runners": RUNNERS,
 }
 
+# Built-ins load through the same path as outside plug-ins: import the module, it registers.
 _BUILTIN_MODULES = ("bench.data", "bench.tasks", "bench.runners", "methods", "metrics", "leaderboards")
-_state = {"builtins": False, "entry_points": False}
+_state: dict[str, Any] = {"builtins": False, "entry_points": False}
+_PLUGINS: dict[str, dict[str, Any]] = {}        # module -> {"module", "version", "sha256", "via"}
 
 
 def load_builtins() -> None:
@@ -148,18 +153,64 @@ def load_entry_point_plugins() -> list[str]:
         if callable(obj) and not isinstance(obj, type):
             obj()
         loaded.append(ep.value)
+        _record_plugin(ep.value.partition(":")[0], via="entry point")
         log.info("loaded plug-in %s", ep.value)
     return loaded
 
 
 def load_plugin(module: str) -> None:
-    """Import ``module`` (``--plugin``); it registers its components on import."""
+    """Import ``module`` (``--plugin``); it registers its components on import, and is remembered
+    (:func:`loaded_plugins`) so runs record it in ``run.json`` and ``bench score`` reloads it."""
     load_builtins()
     try:
         importlib.import_module(module)
     except ImportError as e:
         raise RegistryError(
             f"cannot import plug-in module '{module}': {e}; check the name and that it is on PYTHONPATH") from e
+    except Exception as e:  # noqa: BLE001 - a plug-in that fails on import must not print a traceback
+        raise RegistryError(f"plug-in module '{module}' failed on import: {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+    _record_plugin(module, via="--plugin")
+
+
+def _record_plugin(module: str, via: str) -> None:
+    mod = sys.modules.get(module)
+    path = getattr(mod, "__file__", None)
+    sha = None
+    if path:
+        try:
+            with open(path, "rb") as f:
+                sha = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            sha = None
+    try:
+        ver = version(module.split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        ver = None
+    _PLUGINS[module] = {"module": module, "version": ver, "sha256": sha, "via": via}
+
+
+def loaded_plugins() -> list[dict[str, Any]]:
+    """The plug-in modules loaded in this process (name, distribution version, file sha256)."""
+    return [dict(v) for v in _PLUGINS.values()]
+
+
+def reload_plugins(recorded: list[dict[str, Any]]) -> list[str]:
+    """Load the plug-ins a run recorded (``run.json``); warn where a module's file changed since."""
+    warnings = []
+    for p in recorded or []:
+        module = p.get("module")
+        if not module:
+            continue
+        if module not in _PLUGINS:
+            load_plugin(module)
+        now = _PLUGINS.get(module, {}).get("sha256")
+        if p.get("sha256") and now and p["sha256"] != now:
+            msg = (f"plug-in '{module}' changed since the run was trained (sha256 {p['sha256'][:12]} -> "
+                   f"{now[:12]}); scores may not match the checkpoint's code")
+            log.warning(msg)
+            warnings.append(msg)
+    return warnings
 
 
 def build(registry: Registry, name: str, *args: Any, **kwargs: Any) -> Any:

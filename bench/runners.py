@@ -1,85 +1,179 @@
-"""Suite runners: how a suite's runs are executed.
+"""Suite runners: how a suite's runs are executed, one registry for all of them.
 
-Most suites use the default ``train-score`` runner (``bench.suite``: train each row x task x seed,
-score its checkpoint). A suite whose rows are scored jointly, such as NRDS (one classifier judges
-all models at once), names another runner in ``[suite] runner``. A runner has
-``validate(suite, source)`` and ``run(suite, out, store, *, profile, rows, seeds, device, resume,
-progress) -> (ran, skipped, failed)`` and writes ordinary result records, so the leaderboard,
-the results store and regression checks work unchanged.
+A runner has ``validate(suite, source)`` (parse-time checks), ``preflight(suite, specs)`` (inputs
+present before the first step) and ``run(suite, out, store, *, profile, rows, seeds, device,
+deterministic, resume, progress) -> (ran, skipped, failed)``; it writes ordinary result records,
+so the leaderboard, the results store and regression checks work unchanged for every runner.
+
+``train-score`` (the default) trains each row x task x seed, scores its checkpoint with the paired
+and sample-fed metrics, then scores each seed's checkpoints together with the joint metrics (NRDS).
+A run that raises (a plug-in's exception included) is recorded as failed with its reason, and the
+suite goes on.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.config import Suite, slug
-from bench.errors import ConfigError
-from bench.provenance import code_version, protocol_hash
+import torch
+
+from bench import checkpoint as ckpt
+from bench.failures import describe_failure
+from bench.provenance import code_version
 from bench.registry import RUNNERS
+from bench.results import ResultRecord
+from bench.runspec import RunSpec, expand
+from bench.score import entries, joint_entries, score_joint, score_run
+from bench.train import read_status, train
+from bench.validate import validate_models_and_metrics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.config import Suite
+    from bench.results import ResultStore
 
 log = logging.getLogger(__name__)
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-@RUNNERS.register("nrds-toy")
-class NRDSToyRunner:
-    """The NRDS paper's 2-D toy (``metrics.nrds.toy_example``): each row is one fake sample set.
 
-    Rows name their set with ``options = { set = "fake_close" }`` (or ``"fake_far"``); the profile's
-    ``options`` are passed to ``toy_example`` (``n``, ``batch_size``, ``lr``); ``steps`` is the number
-    of classifier epochs. One classifier per seed scores all rows together.
-    """
+def record(spec: RunSpec, metric: str, value: float | None, checkpoint: str, phash: str,
+           status: str = "ok", reason: str = "") -> ResultRecord:
+    return ResultRecord(suite=spec.suite, row=spec.row, task=spec.task, seed=spec.seed, profile=spec.profile,
+                        metric=metric, value=value, checkpoint=checkpoint, protocol_hash=phash,
+                        code_version=code_version(), time=_now(), status=status, reason=reason)
 
-    SETS = ("fake_close", "fake_far")
 
-    @staticmethod
-    def validate(suite: Suite, source: str) -> None:
-        allowed_profile = {"n", "batch_size", "lr"}
-        for i, row in enumerate(suite.rows):
-            s = row.options.get("set")
-            if s not in NRDSToyRunner.SETS or set(row.options) != {"set"}:
-                raise ConfigError(f"{source}: [rows.{i}] options must be {{ set = \"fake_close\" | \"fake_far\" }}")
-        for name, p in suite.profiles.items():
-            bad = set(p.options) - allowed_profile
-            if bad:
-                raise ConfigError(f"{source}: [profiles.{name}.options] unknown key '{sorted(bad)[0]}'; "
-                                  f"allowed: {', '.join(sorted(allowed_profile))}")
+def _feeds_of(store: "ResultStore", recs: list[ResultRecord]) -> dict[str, str]:
+    out = {}
+    for h in {r.protocol_hash for r in recs if r.protocol_hash}:
+        p = store.protocol(h) or {}
+        out[h] = f"{p.get('feed', 'paired')}:{p.get('metric', '')}"
+    return out
 
-    @staticmethod
-    def run(suite: Suite, out: Path, store: Any, *, profile: str, rows: list[str] | None, seeds: list[int],
-            resume: bool, progress: bool, **_: Any) -> tuple[int, int, list[str]]:
-        from bench.results import ResultRecord
-        from metrics.nrds import toy_example
-        prof = suite.profile(profile)
-        chosen = [suite.row(r) for r in rows] if rows else suite.rows
-        task = suite.suite.tasks[0]
-        ran = skipped = 0
-        for seed in seeds:
-            done = store.records(suite=suite.name, profile=profile, seed=seed, status="ok")
-            if resume and {r.row for r in done} >= {row.name for row in chosen}:
-                skipped += 1
+
+def _scored(store: "ResultStore", spec: RunSpec, joint: str | None = None) -> bool:
+    """Whether ``spec`` already has ok records of its per-run metrics (or of joint metric ``joint``)."""
+    recs = [r for r in store.records(suite=spec.suite, row=spec.row, task=spec.task, seed=spec.seed,
+                                     profile=spec.profile) if r.status == "ok"]
+    feeds = _feeds_of(store, recs)
+    if joint is None:
+        return any(not feeds.get(r.protocol_hash, "paired:").startswith("joint:") for r in recs)
+    return any(feeds.get(r.protocol_hash) == f"joint:{joint}" for r in recs)
+
+
+def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.device, deterministic: bool,
+            resume: bool, progress: bool) -> tuple[str, Path | None]:
+    """Train (if needed) and score one run: ("ok" | "failed" | "skipped", its checkpoint)."""
+    run_dir = spec.run_dir(out)
+    has_own = any(e.feed != "joint" for e in entries(spec))
+    if resume and spec.kind == "model" and (status := read_status(run_dir)) and status.get("status") == "complete" \
+            and (not has_own or _scored(store, spec)):
+        return "skipped", ckpt.latest_checkpoint(run_dir)
+    if resume and spec.kind != "model" and _scored(store, spec):
+        return "skipped", None
+    checkpoint = None
+    try:
+        if spec.kind == "model":
+            status = read_status(run_dir)
+            if resume and status and status.get("status") == "complete":
+                checkpoint = ckpt.latest_checkpoint(run_dir)
+            else:
+                outcome = train(spec, run_dir, device=device, deterministic=deterministic, resume=resume,
+                                progress=progress)
+                if outcome.status != "complete":
+                    store.append([record(spec, "train", None, "", "", "failed", outcome.reason)])
+                    return "failed", None
+                checkpoint = outcome.checkpoint
+        scored = score_run(spec, checkpoint, device=device, progress=progress)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - a failure costs one row, never the suite
+        reason = describe_failure(e, run_dir, out)
+        log.warning("run %s / %s / seed %d failed: %s", spec.row, spec.task, spec.seed, reason)
+        store.append([record(spec, "run", None, "", "", "failed", reason)])
+        return "failed", None
+    for h, p in scored.protocols.items():
+        store.add_protocol(h, p)
+    rel = str(checkpoint.relative_to(out)) if checkpoint is not None else ""
+    store.append([record(spec, k, v, rel, scored.protocol_hashes[k]) for k, v in scored.values.items()])
+    return "ok", checkpoint
+
+
+def run_joint(suite: "Suite", out: Path, store: "ResultStore", runs: list[tuple[RunSpec, Path]], *,
+              device: torch.device, resume: bool, progress: bool) -> list[str]:
+    """Score the joint metrics of one (seed, task) over its models; returns the failures."""
+    failed = []
+    for e in joint_entries(runs[0][0]):
+        if resume and all(_scored(store, spec, e.name) for spec, _ in runs):
+            continue
+        seed, task = runs[0][0].seed, runs[0][0].task
+        art = out / "joint" / f"seed{seed}" / task
+        try:
+            results = score_joint(runs, e, device=device, artifacts=art, progress=progress)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as ex:  # noqa: BLE001
+            reason = describe_failure(ex, art, out)
+            log.warning("joint metric %s (seed %d, %s) failed: %s", e.name, seed, task, reason)
+            store.append([record(spec, e.name, None, "", "", "failed", f"{e.name}: {reason}") for spec, _ in runs])
+            failed.append(f"{e.name} | {task} | seed {seed}")
+            continue
+        for spec, checkpoint in runs:
+            res = results.get(spec.row)
+            if res is None:
                 continue
-            res = toy_example(seed=seed, epochs=prof.steps, **prof.options)
-            by_set = dict(zip(res.names, zip(res.scores, res.areas)))
-            protocol = {"metric": "nrds", "runner": "nrds-toy", "epochs": prof.steps, **prof.options,
-                        "classifier": "MLP 2x32 ReLU", "sets": list(res.names), "num_samples": prof.options.get("n")}
-            h = protocol_hash(protocol)
-            store.add_protocol(h, protocol)
-            plot_dir = out / "runs" / f"seed{seed}"
-            plot_dir.mkdir(parents=True, exist_ok=True)
-            res.plot(plot_dir / "nrds_curves.png")
-            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            records = []
-            for row in chosen:
-                score, area = by_set[row.options["set"]]
-                for metric, value in (("nrds", score), ("area", area)):
-                    records.append(ResultRecord(
-                        suite=suite.name, row=row.name, task=task, seed=seed, profile=profile, metric=metric,
-                        value=float(value), checkpoint=str((plot_dir / "nrds_curves.png").relative_to(out)),
-                        protocol_hash=h, code_version=code_version(), time=now, status="ok", reason=""))
-            store.append(records)
-            ran += 1
-            log.info("nrds-toy seed %d: %s", seed, {slug(k): round(v[0], 4) for k, v in by_set.items()})
-        return ran, skipped, []
+            for h, p in res.protocols.items():
+                store.add_protocol(h, p)
+            rel = str(checkpoint.relative_to(out))
+            store.append([record(spec, k, v, rel, res.protocol_hashes[k]) for k, v in res.values.items()])
+    return failed
+
+
+@RUNNERS.register("train-score")
+class TrainScoreRunner:
+    """Train and score every row x task x seed; then the joint metrics of each seed's models."""
+
+    @staticmethod
+    def validate(suite: "Suite", source: str) -> None:
+        validate_models_and_metrics(suite, source)
+
+    @staticmethod
+    def preflight(suite: "Suite", specs: list[RunSpec]) -> None:
+        """Fail before any work when the suite's data is missing or cannot serve its tasks."""
+        from bench.build import bind_task, build_dataset
+        seen = set()
+        for spec in specs:
+            if spec.task in seen:
+                continue
+            seen.add(spec.task)
+            data = build_dataset(spec, "test", spec.profile_settings.image_size, 1)
+            bind_task(spec, data)
+
+    @staticmethod
+    def run(suite: "Suite", out: Path, store: "ResultStore", *, profile: str, rows: list[str] | None,
+            seeds: list[int], device: torch.device, deterministic: bool, resume: bool, progress: bool,
+            **_: Any) -> tuple[int, int, list[str]]:
+        specs = expand(suite, profile, rows, seeds)
+        ran = skipped = 0
+        failed: list[str] = []
+        trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]] = defaultdict(list)
+        for i, spec in enumerate(specs, 1):
+            log.info("[%d/%d] %s | %s | seed %d", i, len(specs), spec.row, spec.task, spec.seed)
+            status, checkpoint = run_one(spec, out, store, device=device, deterministic=deterministic,
+                                         resume=resume, progress=progress)
+            if status == "skipped":
+                skipped += 1
+            else:
+                ran += 1
+            if status == "failed":
+                failed.append(f"{spec.row} | {spec.task} | seed {spec.seed}")
+            elif spec.kind == "model" and checkpoint is not None:
+                trained[(spec.seed, spec.task)].append((spec, checkpoint))
+        for runs in trained.values():
+            failed += run_joint(suite, out, store, runs, device=device, resume=resume, progress=progress)
+        return ran, skipped, failed

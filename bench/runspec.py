@@ -9,10 +9,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.config import Profile, Suite, slug
-from bench.validate import method_options
+from bench.schema import slug
+from bench.validate import method_options, resolve_components
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.config import Profile, Suite
 
 
 @dataclass
@@ -25,19 +28,17 @@ class RunSpec:
     dataset: str
     kind: str                                   # "model" | "oracle"
     method: str
-    generator: str
-    discriminator: str
+    components: dict[str, dict[str, Any]]       # slot -> {"name", ["init"], **factory options}
     label_output: str
     method_options: dict[str, Any]
-    generator_options: dict[str, Any]
-    discriminator_options: dict[str, Any]
     dataset_options: dict[str, Any]
     train: dict[str, Any]                       # the Profile, as a dict
-    metrics: list[str]
+    metrics: list[str]                          # metric entries: "name" or "name@output"
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
-    def profile_settings(self) -> Profile:
+    def profile_settings(self) -> "Profile":
+        from bench.config import Profile
         return Profile(**self.train)
 
     def run_dir(self, out: Path) -> Path:
@@ -48,11 +49,19 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        d = dict(d)
+        if "components" not in d:               # run.json written before slots existed
+            comps = {}
+            if d.get("generator"):
+                comps["G"] = {"name": d["generator"], **(d.get("generator_options") or {})}
+            if d.get("discriminator"):
+                comps["D"] = {"name": d["discriminator"], **(d.get("discriminator_options") or {})}
+            d["components"] = comps
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def expand(suite: Suite, profile: str | None = None, rows: list[str] | None = None,
+def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = None,
            seeds: list[int] | None = None) -> list[RunSpec]:
     """All runs of a suite, in row, seed, task order."""
     pname = profile or suite.suite.default_profile
@@ -61,20 +70,21 @@ def expand(suite: Suite, profile: str | None = None, rows: list[str] | None = No
     runs = []
     for row in chosen:
         i = suite.rows.index(row)
-        opts = dataclasses.asdict(method_options(suite, i, pname)) if row.kind == "model" else {}
+        model = row.kind == "model"
+        opts = dataclasses.asdict(method_options(suite, i, pname)) if model else {}
+        comps = resolve_components(suite, i) if model else {}
         for seed in (seeds if seeds is not None else suite.suite.seeds):
             for task in suite.suite.tasks:
-                metric_opts = {m: {**suite.metric_options.get(m, {}), **prof.metric_options.get(m, {})}
-                               for m in suite.task_metrics(task)}
+                entries = suite.task_metrics(task)
+                metric_opts = {}
+                for m in entries:
+                    name = m.partition("@")[0]
+                    metric_opts[name] = {**suite.metric_options.get(name, {}), **prof.metric_options.get(name, {})}
                 runs.append(RunSpec(
                     suite=suite.name, row=row.name, task=task, seed=seed, profile=pname,
                     dataset=suite.suite.dataset, kind=row.kind,
-                    method=row.method or suite.suite.method if row.kind == "model" else "",
-                    generator=row.generator or suite.suite.generator if row.kind == "model" else "",
-                    discriminator=row.discriminator, label_output=row.label_output,
-                    method_options=opts, generator_options=dict(row.generator_options),
-                    discriminator_options=dict(row.discriminator_options),
+                    method=(row.method or suite.suite.method) if model else "",
+                    components=comps, label_output=row.label_output, method_options=opts,
                     dataset_options={**suite.dataset_options, **prof.dataset_options},
-                    train=dataclasses.asdict(prof), metrics=suite.task_metrics(task),
-                    metric_options=metric_opts))
+                    train=dataclasses.asdict(prof), metrics=entries, metric_options=metric_opts))
     return runs

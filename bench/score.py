@@ -1,8 +1,12 @@
-"""Score one run: its checkpoint (or, for an oracle row, the real targets) on the test split.
+"""Score runs: each checkpoint (or, for an oracle row, the real targets) on the test split.
 
-Each metric in the run's spec is a registered scorer (``metrics/base.py``) fed batch by batch;
-the evaluation protocol of every number (scorer protocol + split, sample count, size, eval mode)
-is hashed and returned with it.
+The metric entries of a run (``name`` or ``name@output``) are registered scorers
+(``bench.contracts.Scorer``). One pass over the test split feeds every paired and sample-fed scorer:
+the model is asked once per batch for its named outputs, from the batch (``FromBatch``) or, on a
+task without paired inputs, from the prior with the batch's class labels (``FromPrior``, latents
+fixed by the batch index); each scorer reads its output and compares it with the task field that
+output estimates. Joint scorers (NRDS) take every row's checkpoint of a seed together
+(:func:`score_joint`). Every number is returned with the hash of its evaluation protocol.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import torch
 from tqdm.auto import tqdm
@@ -18,14 +22,18 @@ from tqdm.auto import tqdm
 from bench import checkpoint as ckpt
 from bench.batches import eval_loader
 from bench.build import bind_task, build_adapter, build_dataset, train_context
+from bench.contracts import FromBatch, FromPrior, MethodAdapter, ScoreContext, derive_seed, scorer_feed
 from bench.data.paths import cache_dir
 from bench.errors import MetricError
 from bench.provenance import protocol_hash
-from bench.registry import METRICS
+from bench.registry import METHODS, METRICS
 from bench.runspec import RunSpec
-from metrics.base import ScoreContext, Scorer
+from bench.tasks import TaskSpec
+from bench.validate import parse_metric
 
 log = logging.getLogger(__name__)
+
+PRIOR_SEED = 2020                 # latents of FromPrior scoring: derived from (this, batch index)
 
 
 @dataclass
@@ -35,65 +43,204 @@ class ScoreOutcome:
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)   # hash -> protocol
 
 
-def _scorers(spec: RunSpec, task: Any, device: torch.device) -> dict[str, Scorer]:
+@dataclass
+class Entry:
+    """One metric entry of a run, resolved: scorer class, the output it reads, the field it scores."""
+
+    text: str
+    name: str
+    output: str
+    explicit: bool
+    cls: Any
+    field: str
+
+    @property
+    def feed(self) -> str:
+        return scorer_feed(self.cls)
+
+    def key(self, k: str) -> str:
+        return f"{k}@{self.output}" if self.explicit else k
+
+
+def entries(spec: RunSpec) -> list[Entry]:
+    outputs = dict(getattr(METHODS.get(spec.method), "outputs", {"y": "y"})) if spec.kind == "model" else {}
+    out = []
+    for text in spec.metrics:
+        name, output = parse_metric(text)
+        cls = METRICS.get(name)
+        o = output or getattr(cls, "reads", "y")
+        out.append(Entry(text, name, o, output is not None, cls, outputs.get(o, o)))
+    return out
+
+
+def higher_is_better(cls: Any, key: str) -> bool:
+    fn = getattr(cls, "is_higher_better", None)
+    if fn is not None:
+        return bool(fn(key))
+    base = key.split("@", 1)[0]
+    return any(base == k or base.startswith(k + "_") for k in getattr(cls, "higher_is_better", ()))
+
+
+def open_model(spec: RunSpec, checkpoint: Path | None, task: TaskSpec, device: torch.device) -> MethodAdapter:
+    if checkpoint is None:
+        raise MetricError(f"run '{spec.row}' / {spec.task} / seed {spec.seed} has no checkpoint to score; "
+                          "train it first (bench train) or rerun with --resume")
+    adapter = build_adapter(spec, task, train_context(spec, device))
+    ckpt.load_checkpoint(checkpoint, adapter.modules, None)
+    return adapter
+
+
+def _class_labels(task: TaskSpec, batch: Mapping[str, Any]) -> torch.Tensor | None:
+    for name, f in task.inputs.items():
+        if f.kind == "class":
+            return task.get(name, batch)
+    return None
+
+
+def _batch_len(batch: Mapping[str, Any]) -> int:
+    for v in batch.values():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1:
+            return int(v.shape[0])
+    raise MetricError("an evaluation batch holds no tensors")
+
+
+def model_outputs(adapter: MethodAdapter, task: TaskSpec, batch: dict[str, Any], index: int) -> dict[str, Any]:
+    """The adapter's named outputs for one test batch: from the batch, or from the prior on tasks
+    without paired inputs (the batch's class labels, latents fixed by the batch index)."""
+    if task.pairing == "none":
+        req = FromPrior(_batch_len(batch), _class_labels(task, batch), derive_seed(PRIOR_SEED, index))
+    else:
+        req = FromBatch(batch)
+    out = adapter.sample(req)
+    if isinstance(out, torch.Tensor):
+        out = {"y": out}
+    return out
+
+
+def test_batches(spec: RunSpec, device: torch.device, desc: str, progress: bool
+                 ) -> tuple[Any, TaskSpec, Iterator[tuple[int, dict[str, Any]]]]:
+    prof = spec.profile_settings
+    data = build_dataset(spec, "test", prof.image_size, prof.eval_subset)
+    task = bind_task(spec, data)
+    loader = eval_loader(data, prof.eval_batch_size, prof.num_workers)
+
+    def it() -> Iterator[tuple[int, dict[str, Any]]]:
+        for i, batch in enumerate(tqdm(loader, disable=not progress, leave=False, desc=desc, unit="batch",
+                                       dynamic_ncols=True)):
+            yield i, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return data, task, it()
+
+
+def _context(spec: RunSpec, e: Entry, task: TaskSpec, device: torch.device,
+             artifacts: Path | None = None, seed: int = 0) -> ScoreContext:
     prof = spec.profile_settings
 
     def train_data() -> torch.utils.data.Dataset:
         return build_dataset(spec, "train", prof.image_size, prof.train_subset)
 
-    out = {}
-    for name in spec.metrics:
-        ctx = ScoreContext(task=task, device=device, cache_dir=cache_dir(),
-                           options=dict(spec.metric_options.get(name, {})), train_data=train_data, seed=0)
-        out[name] = METRICS.get(name)(ctx)
+    return ScoreContext(task=task.view(e.field), device=device, cache_dir=cache_dir(),
+                        options=dict(spec.metric_options.get(e.name, {})), train_data=train_data, seed=seed,
+                        artifacts=artifacts)
+
+
+def _protocol(spec: RunSpec, e: Entry, scorer: Any, data: Any, keys: list[str],
+              sampling: dict[str, Any]) -> dict[str, Any]:
+    prof = spec.profile_settings
+    return {"metric": e.name, "scorer": scorer.protocol(), "output": e.output, "field": e.field, "feed": e.feed,
+            "dataset": spec.dataset, "dataset_options": spec.dataset_options, "split": "test",
+            "eval_subset": prof.eval_subset, "num_samples": len(data), "image_size": prof.image_size,
+            "dtype": "float32", "row_kind": spec.kind, **sampling,
+            "higher_is_better": sorted(e.key(k) for k in keys if higher_is_better(e.cls, k))}
+
+
+def _sampling(spec: RunSpec, adapter: MethodAdapter | None, task: TaskSpec) -> dict[str, Any]:
+    if adapter is None:
+        return {}
+    out = dict(adapter.eval_protocol())
+    if task.pairing == "none":
+        out |= {"prior_seed": PRIOR_SEED, "prior_batch": spec.profile_settings.eval_batch_size}
     return out
 
 
 def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
               progress: bool = True) -> ScoreOutcome:
-    prof = spec.profile_settings
-    data = build_dataset(spec, "test", prof.image_size, prof.eval_subset)
-    task = bind_task(spec, data)
-    scorers = _scorers(spec, task, device)
-    adapter = None
-    eval_mode = None
-    if spec.kind == "model":
-        if checkpoint is None:
-            raise MetricError(f"run '{spec.row}' / {spec.task} / seed {spec.seed} has no checkpoint to score; "
-                              "train it first (bench train) or rerun with --resume")
-        ctx = train_context(spec, device)
-        adapter = build_adapter(spec, task, ctx)
-        ckpt.load_checkpoint(checkpoint, adapter.modules, None)
-        eval_mode = bool(spec.method_options.get("eval_mode", True))
-    loader = eval_loader(data, prof.eval_batch_size, prof.num_workers)
-    fed = {name: 0 for name in scorers}
-    for batch in tqdm(loader, disable=not progress, leave=False, desc=f"score {spec.row} | {spec.task}",
-                      unit="batch", dynamic_ncols=True):
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        pred = adapter.generate(batch) if adapter is not None else None
-        for name, s in scorers.items():
-            p = pred if pred is not None else s.score_reference(batch)
+    """Score one run's paired and sample-fed metrics (joint ones are scored by :func:`score_joint`)."""
+    mine = [e for e in entries(spec) if e.feed != "joint"]
+    if not mine:
+        return ScoreOutcome({}, {}, {})
+    data, task, batches = test_batches(spec, device, f"score {spec.row} | {spec.task}", progress)
+    scorers = {e.text: e.cls(_context(spec, e, task, device)) for e in mine}
+    adapter = open_model(spec, checkpoint, task, device) if spec.kind == "model" else None
+    fed = {e.text: 0 for e in mine}
+    for i, batch in batches:
+        outs = model_outputs(adapter, task, batch, i) if adapter is not None else None
+        for e in mine:
+            s = scorers[e.text]
+            if outs is not None:
+                if e.output not in outs:
+                    raise MetricError(f"method '{spec.method}' gave no output '{e.output}' (it gave "
+                                      f"{', '.join(outs)}); metric '{e.text}' cannot be scored")
+                p = outs[e.output]
+            else:
+                p = s.score_reference(batch)
             if p is not None:
                 s.update(p, batch)
-                fed[name] += 1
+                fed[e.text] += 1
 
     values: dict[str, float] = {}
     hashes: dict[str, str] = {}
     protocols: dict[str, dict[str, Any]] = {}
-    for name, s in scorers.items():
-        if not fed[name]:
+    sampling = _sampling(spec, adapter, task)
+    for e in mine:
+        if not fed[e.text]:
             continue                     # an oracle row for a metric with no meaningful reference
+        s = scorers[e.text]
         result = s.compute()
-        protocol = {"metric": name, "scorer": s.protocol(), "dataset": spec.dataset,
-                    "dataset_options": spec.dataset_options, "split": "test", "eval_subset": prof.eval_subset,
-                    "num_samples": len(data), "image_size": prof.image_size, "dtype": "float32",
-                    "generator_eval_mode": eval_mode, "row_kind": spec.kind}
+        protocol = _protocol(spec, e, s, data, list(result), sampling)
         h = protocol_hash(protocol)
         protocols[h] = protocol
         for k, v in result.items():
-            if k in values:
-                raise MetricError(f"two metrics of task '{spec.task}' both produce '{k}'; "
+            key = e.key(k)
+            if key in values:
+                raise MetricError(f"two metrics of task '{spec.task}' both produce '{key}'; "
                                   "drop one of them from the suite's [metrics]")
-            values[k] = float(v)
-            hashes[k] = h
+            values[key] = float(v)
+            hashes[key] = h
     return ScoreOutcome(values, hashes, protocols)
+
+
+def joint_entries(spec: RunSpec) -> list[Entry]:
+    return [e for e in entries(spec) if e.feed == "joint"]
+
+
+def score_joint(runs: list[tuple[RunSpec, Path]], e: Entry, *, device: torch.device, artifacts: Path,
+                progress: bool = True) -> dict[str, ScoreOutcome]:
+    """Score the models of ``runs`` (same task and seed; model rows with a checkpoint) together with
+    the joint scorer of entry ``e``; returns each row's values with one shared protocol hash."""
+    if not runs:
+        return {}
+    first = runs[0][0]
+    data, task, batches = test_batches(first, device, f"{e.name}: real samples", progress)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    scorer = e.cls(_context(first, e, task, device, artifacts, seed=first.seed))
+    for _, batch in batches:
+        scorer.update_real(batch)
+    sampling: dict[str, Any] = {}
+    for spec, checkpoint in runs:
+        _, task_r, batches = test_batches(spec, device, f"{e.name}: {spec.row}", progress)
+        adapter = open_model(spec, checkpoint, task_r, device)
+        sampling[spec.row] = _sampling(spec, adapter, task_r)
+        for i, batch in batches:
+            outs = model_outputs(adapter, task_r, batch, i)
+            scorer.update_model(spec.row, outs[e.output], batch)
+    result = scorer.compute_joint()
+    keys = sorted({k for v in result.values() for k in v})
+    protocol = _protocol(first, e, scorer, data, keys, {"models": sorted(sampling), "sampling": sampling})
+    protocol["row_kind"] = "model"
+    h = protocol_hash(protocol)
+    out = {}
+    for row, vals in result.items():
+        values = {e.key(k): float(v) for k, v in vals.items()}
+        out[row] = ScoreOutcome(values, {k: h for k in values}, {h: protocol})
+    return out
+

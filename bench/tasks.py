@@ -1,14 +1,19 @@
-"""Task specs: what x and y are for a conditional model, and how outputs are decoded.
+"""Task specs: the named fields a conditional model reads and predicts, and how they pair.
 
-The trainer and scorer never branch on a method's name; they read the task. A task is
-registered by name and bound to a dataset (``bind``), which fills in the number of classes,
-the palette and the depth range.
+A task has ``inputs`` and ``targets``: named :class:`Field` s, each a batch key with a kind
+(``bench.codecs``: image, labels, depth, class, mask, points, noise). By convention the condition
+is the input ``x`` and the main target ``y``; a method's outputs say which field each estimates
+(``MethodAdapter.outputs``), and a scorer compares an output with that field.
 
-Generator targets ``y`` always live in [-1, 1]:
-- ``image``:  the photo itself.
-- ``labels``: the colour label image (the fusion paper's 3-channel output), decoded to class
-  ids by the nearest palette colour; or, with ``label_output="logits"``, C logits decoded by argmax.
-- ``depth``:  depth / max_depth * 2 - 1, decoded back to metres.
+``pairing`` says how training samples come: ``"paired"`` (x and y of one sample together),
+``"unpaired"`` (fields with ``stream = "b"`` come from an independent, seeded draw of the training
+set: CycleGAN's two domains) or ``"none"`` (nothing to condition on but class labels: samples are
+drawn from the prior, e.g. AC-GAN). Test splits are always read paired, so outputs can be scored
+against their fields.
+
+A task is registered by name and bound to a dataset (``bind``): the dataset must provide every
+batch key the task requires (``requires() <= info.provides``); binding fills in the number of
+classes, the palette and the depth range. The trainer and scorer never branch on a task's name.
 """
 
 from __future__ import annotations
@@ -17,36 +22,153 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from bench import codecs
+from bench.codecs import labels_to_rgb, rgb_to_labels  # noqa: F401  (re-exported)
 from bench.data.base import DatasetInfo
 from bench.errors import ConfigError
 from bench.registry import TASKS
+
+PAIRINGS = ("paired", "unpaired", "none")
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str                          # the batch key it is read from
+    kind: str                         # bench.codecs.KINDS
+    channels: int = 0                 # model-space channels (images, masks); labels/class: from the dataset
+    stream: str = "a"                 # unpaired tasks: "a" or "b" (the independently drawn stream)
+    derive: str = ""                  # masks only: derived from the sample index ("center:0.5", "box:0.25")
+
+    def __post_init__(self) -> None:
+        if self.kind not in codecs.KINDS:
+            raise ConfigError(f"field '{self.key}': kind '{self.kind}' is not one of {', '.join(codecs.KINDS)}")
+        if self.stream not in ("a", "b"):
+            raise ConfigError(f"field '{self.key}': stream must be 'a' or 'b', not '{self.stream}'")
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    x_key: str
-    y_key: str
-    output: str                       # "image" | "labels" | "depth"
-    x_channels: int
-    y_channels: int
-    default_metrics: tuple[str, ...]
+    inputs: dict[str, Field]
+    targets: dict[str, Field]
+    default_metrics: tuple[str, ...] = ()
+    pairing: str = "paired"
     description: str = ""
     # filled in by bind():
     dataset: DatasetInfo | None = None
-    label_output: str = "rgb"         # "rgb" | "logits" (labels tasks only)
+    label_output: str = "rgb"         # "rgb" | "logits" (labels fields only)
 
-    # -- binding ---------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if self.pairing not in PAIRINGS:
+            raise ConfigError(f"task '{self.name}': pairing must be one of {', '.join(PAIRINGS)}")
+        clash = set(self.inputs) & set(self.targets)
+        if clash:
+            raise ConfigError(f"task '{self.name}': field '{sorted(clash)[0]}' is both an input and a target")
+
+    # -- fields ----------------------------------------------------------------------------------
+    @property
+    def fields(self) -> dict[str, Field]:
+        return {**self.inputs, **self.targets}
+
+    def field(self, name: str) -> Field:
+        f = self.fields.get(name)
+        if f is None:
+            raise ConfigError(f"task '{self.name}' has no field '{name}'; fields: {', '.join(self.fields)}")
+        return f
+
+    def requires(self) -> set[str]:
+        """The batch keys a dataset must provide for this task."""
+        keys = set()
+        for f in self.fields.values():
+            if f.kind == "noise" or (f.kind == "mask" and f.derive):
+                keys |= {"index"} if f.kind == "mask" else set()
+                continue
+            if f.kind == "labels" and self.label_output == "logits":
+                keys.add(codecs.LABEL_IDS_KEY)
+                continue
+            keys.add(f.key)
+        return keys
+
+    def stream_b_keys(self) -> set[str]:
+        """Batch keys drawn from the second, independent stream (unpaired training only)."""
+        if self.pairing != "unpaired":
+            return set()
+        return {f.key for f in self.fields.values() if f.stream == "b" and f.kind not in ("noise",)}
+
+    def channels(self, name: str) -> int:
+        f = self.field(name)
+        if f.kind == "labels":
+            return self.info.num_classes if self.label_output == "logits" else 3
+        if f.kind == "depth" or f.kind == "mask":
+            return f.channels or 1
+        if f.kind == "class":
+            return self.info.num_classes
+        return f.channels
+
+    def get(self, name: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Field ``name`` of ``batch`` in model space."""
+        return codecs.encode(self.field(name), batch, self.dataset, self.label_output)
+
+    # -- the x -> y convention -------------------------------------------------------------------
+    @property
+    def x_key(self) -> str:
+        return self.inputs["x"].key if "x" in self.inputs else ""
+
+    @property
+    def y_key(self) -> str:
+        return self.targets["y"].key
+
+    @property
+    def output(self) -> str:
+        """The kind of the main target ``y``."""
+        return self.targets["y"].kind
+
+    @property
+    def x_channels(self) -> int:
+        return self.channels("x") if "x" in self.inputs else 0
+
+    @property
+    def y_channels(self) -> int:
+        return self.channels("y")
+
+    def x(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.get("x", batch)
+
+    def y(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The main target in model space ([-1, 1] for images, labels and depth)."""
+        return self.get("y", batch)
+
+    def view(self, name: str) -> "TaskSpec":
+        """This task seen from field ``name``: ``y`` becomes that field (scoring an output that
+        estimates another field, e.g. CycleGAN's B -> A direction, where ``x`` and ``y`` swap)."""
+        if name == "y":
+            return self
+        f = self.field(name)
+        inputs = {k: v for k, v in self.inputs.items() if k != name}
+        targets = {k: v for k, v in self.targets.items() if k != "y"}
+        if name == "x":
+            inputs["x"] = self.targets["y"]
+        else:
+            targets.pop(name, None)
+            targets["_y"] = self.targets["y"]
+        targets["y"] = f
+        return replace(self, inputs=inputs, targets=targets)
+
+    # -- binding ---------------------------------------------------------------------------------
     def bind(self, info: DatasetInfo, label_output: str = "rgb") -> "TaskSpec":
-        if self.name not in info.tasks:
-            raise ConfigError(f"dataset '{info.name}' does not support task '{self.name}'; "
-                              f"it supports: {', '.join(info.tasks)}")
         if label_output not in ("rgb", "logits"):
             raise ConfigError(f"label_output must be 'rgb' or 'logits', not '{label_output}'")
         t = replace(self, dataset=info, label_output=label_output)
-        if self.output == "labels" and label_output == "logits":
-            t = replace(t, y_channels=info.num_classes)
-        if self.output == "depth" and not info.max_depth:
+        provides = set(info.provides)
+        if provides:
+            missing = t.requires() - provides
+            if missing:
+                raise ConfigError(f"dataset '{info.name}' does not provide {', '.join(sorted(missing))} for task "
+                                  f"'{self.name}' (it provides: {', '.join(sorted(provides))})")
+        elif self.name not in info.tasks:
+            raise ConfigError(f"dataset '{info.name}' does not support task '{self.name}'; "
+                              f"it supports: {', '.join(info.tasks)}")
+        if any(f.kind == "depth" for f in self.fields.values()) and not info.max_depth:
             raise ConfigError(f"dataset '{info.name}' gives no max_depth; it cannot serve a depth task")
         return t
 
@@ -56,63 +178,41 @@ class TaskSpec:
             raise RuntimeError(f"task '{self.name}' is not bound to a dataset; call bind(info) first")
         return self.dataset
 
-    # -- encoding ------------------------------------------------------------------------------
-    def x(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch[self.x_key]
-
-    def y(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The generator's target in [-1, 1]."""
-        if self.output == "depth":
-            d = batch["depth"].clamp(0, self.info.max_depth)
-            return d / self.info.max_depth * 2 - 1
-        if self.output == "labels" and self.label_output == "logits":
-            lab = batch["label"]
-            return torch.nn.functional.one_hot(
-                lab.clamp(0, self.info.num_classes - 1), self.info.num_classes
-            ).permute(0, 3, 1, 2).float() * 2 - 1
-        return batch[self.y_key]
-
-    # -- decoding ------------------------------------------------------------------------------
+    # -- decoding (the main target's kind) -------------------------------------------------------
     def decode_labels(self, pred: torch.Tensor) -> torch.Tensor:
         """Generator output (N, C|3, H, W) -> class ids (N, H, W)."""
-        if self.label_output == "logits":
-            return pred.argmax(1)
-        return rgb_to_labels(pred, self.info.palette_tensor().to(pred.device))
+        return codecs.decode_labels(pred, self.info, self.label_output)
 
     def decode_depth(self, pred: torch.Tensor) -> torch.Tensor:
         """Generator output in [-1, 1] (N, 1, H, W) -> metres (N, 1, H, W)."""
-        return (pred.float().clamp(-1, 1) + 1) / 2 * self.info.max_depth
+        return codecs.decode_depth(pred, self.info)
 
 
-def rgb_to_labels(img: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
-    """Nearest palette colour. img (N, 3, H, W) in [-1, 1], palette (C, 3) in [-1, 1] -> (N, H, W) int64."""
-    n, _, h, w = img.shape
-    flat = img.float().permute(0, 2, 3, 1).reshape(-1, 3)
-    d = torch.cdist(flat, palette.float())
-    return d.argmin(1).reshape(n, h, w)
+def image_task(name: str, x: Field, y: Field, metrics: tuple[str, ...], description: str,
+               pairing: str = "paired") -> TaskSpec:
+    """An x -> y task (the pix2pix shape)."""
+    return TaskSpec(name, inputs={"x": x}, targets={"y": y}, default_metrics=metrics, pairing=pairing,
+                    description=description)
 
 
-def labels_to_rgb(labels: torch.Tensor, palette: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """(N, H, W) class ids -> (N, 3, H, W) colour image in [-1, 1]; ignored pixels are black."""
-    pal = torch.cat([palette.float(), torch.full((1, 3), -1.0, device=palette.device)])
-    idx = labels.clone()
-    idx[(idx < 0) | (idx >= len(palette))] = len(palette)
-    return pal[idx].permute(0, 3, 1, 2).contiguous()
-
-
-TASKS.register("labels2photo", TaskSpec(
-    "labels2photo", x_key="label_rgb", y_key="photo", output="image", x_channels=3, y_channels=3,
-    default_metrics=("reconstruction", "segmenter-score"),
-    description="colour label map -> photo (scored by segmenting the generated photo)"))
-TASKS.register("photo2labels", TaskSpec(
-    "photo2labels", x_key="photo", y_key="label_rgb", output="labels", x_channels=3, y_channels=3,
-    default_metrics=("segmentation",),
-    description="photo -> semantic labels (colour map or logits)"))
-TASKS.register("photo2depth", TaskSpec(
-    "photo2depth", x_key="photo", y_key="depth", output="depth", x_channels=3, y_channels=1,
-    default_metrics=("depth",),
-    description="photo -> depth in metres"))
-TASKS.register("nrds", TaskSpec(
-    "nrds", x_key="points", y_key="points", output="points", x_channels=2, y_channels=2,
-    default_metrics=(),
-    description="sample sets scored jointly by NRDS (no conditional model; run by the nrds-toy runner)"))
+TASKS.register("labels2photo", image_task(
+    "labels2photo", Field("label_rgb", "labels", 3), Field("photo", "image", 3),
+    ("reconstruction", "segmenter-score"),
+    "colour label map -> photo (scored by segmenting the generated photo)"))
+TASKS.register("photo2labels", image_task(
+    "photo2labels", Field("photo", "image", 3), Field("label_rgb", "labels", 3), ("segmentation",),
+    "photo -> semantic labels (colour map or logits)"))
+TASKS.register("photo2depth", image_task(
+    "photo2depth", Field("photo", "image", 3), Field("depth", "depth", 1), ("depth",),
+    "photo -> depth in metres"))
+TASKS.register("photo2labels-unpaired", image_task(
+    "photo2labels-unpaired", Field("photo", "image", 3), Field("label_rgb", "labels", 3, stream="b"),
+    ("reconstruction",), "photo <-> colour label map from unpaired training streams (CycleGAN); "
+    "scored per direction on the paired test split", pairing="unpaired"))
+TASKS.register("inpaint-center", TaskSpec(
+    "inpaint-center", inputs={"x": Field("photo", "image", 3), "mask": Field("mask", "mask", 1, derive="center:0.5")},
+    targets={"y": Field("photo", "image", 3)}, default_metrics=("reconstruction",),
+    description="fill the central square (half the side) of a photo; score on the region (context encoder)"))
+TASKS.register("points", TaskSpec(
+    "points", inputs={}, targets={"y": Field("points", "points", 2)}, default_metrics=(), pairing="none",
+    description="samples of a distribution of points, from the prior (the NRDS toy's sample sets)"))

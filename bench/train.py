@@ -22,6 +22,7 @@ from bench.batches import batch_loader, jitter
 from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
 from bench.errors import ConfigError, DivergenceError
 from bench.provenance import code_version, git_commit, versions
+from bench.registry import loaded_plugins
 from bench.runspec import RunSpec
 from bench.scalars import ScalarLog
 
@@ -58,7 +59,8 @@ def _write_status(run_dir: Path, **status: Any) -> None:
 
 def run_info(spec: RunSpec, deterministic: bool, device: torch.device) -> dict[str, Any]:
     return {"spec": spec.to_dict(), "deterministic": deterministic, "device": str(device),
-            "versions": versions(), "git_commit": git_commit(), "code_version": code_version()}
+            "versions": versions(), "git_commit": git_commit(), "code_version": code_version(),
+            "plugins": loaded_plugins()}
 
 
 def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: bool = False,
@@ -76,27 +78,40 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     ctx = train_context(spec, device)
     adapter = build_adapter(spec, task, ctx)
 
-    start = 0
+    start, loaded = 0, None
     if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:
         loaded = ckpt.load_checkpoint(last, adapter.modules, adapter.optimizers)
         start = loaded.step
-        loaded.restore_rng()
+        adapter.load_extra_state(loaded.state.get("adapter") or {})
         log.info("resumed %s from %s", run_dir, last.name)
     elif any(ckpt.list_checkpoints(run_dir)):
         raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
 
     info = run_info(spec, deterministic, device)
     _write_status(run_dir, status="running", step=start)
+
+    def save(step: int) -> Path:
+        return ckpt.save_checkpoint(run_dir, step, adapter.modules, adapter.optimizers,
+                                    {"step": step, "adapter": adapter.extra_state()}, info,
+                                    keep_last=prof.keep_checkpoints)
+
+    if prof.steps == 0 and loaded is None:            # a fixed model: nothing to train
+        last_ckpt = save(0)
+        _write_status(run_dir, status="complete", step=0, checkpoint=last_ckpt.name)
+        return TrainOutcome("complete", 0, last_ckpt, "", time.perf_counter() - t0)
     scalars = ScalarLog(run_dir, resume_step=start)
     d_per_g = max(1, int(adapter.d_steps_per_g))
     loader = batch_loader(data, prof.batch_size, spec.seed, start * d_per_g, prof.steps * d_per_g,
-                          prof.num_workers)
+                          prof.num_workers, b_keys=task.stream_b_keys())
+    batches = iter(loader)               # draws torch's worker seed: before the RNG is restored
+    if loaded is not None:
+        loaded.restore_rng()
     bar = tqdm(total=prof.steps, initial=start, disable=not progress, leave=False,
                desc=f"{spec.row} | {spec.task} | seed {spec.seed}", unit="step", dynamic_ncols=True)
     step, last_ckpt = start, None
     adapter.train(True)
     try:
-        for i, batch in enumerate(loader, start=start * d_per_g):
+        for i, batch in enumerate(batches, start=start * d_per_g):
             batch = jitter(batch, prof.image_size, spec.seed, i, prof.flip)
             batch = ctx.to_device(batch)
             update_g = (i + 1) % d_per_g == 0
@@ -111,9 +126,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
                 scalars.write(step, vals)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if k in ("loss_D", "loss_G")})
             if step % prof.checkpoint_every == 0 or step == prof.steps:
-                last_ckpt = ckpt.save_checkpoint(run_dir, step, adapter.modules, adapter.optimizers,
-                                                 {"step": step}, info,
-                                                 keep_last=prof.keep_checkpoints)
+                last_ckpt = save(step)
     except DivergenceError as e:
         _write_status(run_dir, status="failed", step=e.step, reason=str(e))
         log.warning("%s: %s", run_dir, e)

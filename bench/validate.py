@@ -1,16 +1,30 @@
-"""Cross-checks of a parsed suite against the registries (names, option keys, task/metric fit)."""
+"""Cross-checks of a parsed suite against the registries, all before any work starts.
+
+Registry names (datasets, tasks, methods, components, losses, regularisers, metrics, runners),
+component options against their factory's signature minus what the method provides, method
+options (and the registry names inside them), and the fit of every metric entry to the task
+field it scores and to the feeds the task can give. Nothing here branches on the name of a
+method, task, metric or runner: it reads what each declares (``bench.contracts``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.config import Suite, parse_dataclass
+from bench.contracts import INIT_POLICIES, Slot, scorer_feed
 from bench.errors import ConfigError, RegistryError
-from bench.registry import DATASETS, DISCRIMINATORS, GENERATORS, METHODS, METRICS, RUNNERS, TASKS, Registry
+from bench.registry import DATASETS, METHODS, METRICS, REGISTRIES, RUNNERS, TASKS, Registry
+from bench.schema import parse_dataclass, slug
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.config import Suite
 
 ROW_KINDS = ("model", "oracle")
+RESERVED_COMPONENT_KEYS = ("name", "init")
+SHORTHANDS = {"generators": ("generator", "generator_options"),
+              "discriminators": ("discriminator", "discriminator_options")}
 
 
 def _known(registry: Registry, name: str, source: str, key: str) -> Any:
@@ -23,22 +37,125 @@ def _known(registry: Registry, name: str, source: str, key: str) -> Any:
         raise ConfigError(f"{source}: {key} = '{name}': {e}") from None
 
 
-def _check_kwargs(factory: Any, options: dict[str, Any], source: str, key: str) -> None:
+def _src(suite: "Suite") -> str:
+    return suite.path.replace("\\", "/").rsplit("/", 1)[-1] or suite.name
+
+
+def parse_metric(entry: str) -> tuple[str, str | None]:
+    """``"fid@y_rec"`` -> ("fid", "y_rec"); ``"fid"`` -> ("fid", None: the scorer's own ``reads``)."""
+    name, _, output = entry.partition("@")
+    return name, (output or None)
+
+
+# --- components ---------------------------------------------------------------------------------
+
+def check_component_options(factory: Any, slot: Slot, options: dict[str, Any], *, where: str, component: str,
+                            method: str) -> None:
+    """Options a row gives a component must be parameters of its factory that the method does not fill."""
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
         return
-    params = sig.parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
-               or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is not inspect.Parameter.empty)]
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < len(slot.args) and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise ConfigError(f"{where} {slot.registry[:-1]} '{component}' takes {len(positional)} positional "
+                          f"argument(s); method '{method}' passes {len(slot.args)} ({', '.join(slot.args)})")
+    taken = {p.name for p in positional[:len(slot.args)]} | set(slot.provided)
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     for k in options:
-        if k not in allowed:
-            raise ConfigError(f"{source}: [{key}] unknown key '{k}'; allowed: {', '.join(allowed)}")
+        if k in taken:
+            raise ConfigError(f"{where} '{k}' is set by method '{method}' (it gives every {slot.registry[:-1]} "
+                              f"{', '.join(sorted(set(slot.provided)))}); change it through the method's options")
+    if not var_kw:
+        missing = [k for k in slot.provided if k not in names]
+        if missing:
+            raise ConfigError(f"{where} {slot.registry[:-1]} '{component}' does not accept '{missing[0]}', which "
+                              f"method '{method}' passes to it; add it to the factory's signature")
+        allowed = sorted(names - taken)
+        for k in options:
+            if k not in names:
+                raise ConfigError(f"{where} unknown key '{k}' for {slot.registry[:-1]} '{component}'; allowed: "
+                                  f"{', '.join(allowed) or '(none)'}")
+    required = [p.name for p in params if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.name not in taken and p.name not in options]
+    if required:
+        raise ConfigError(f"{where} {slot.registry[:-1]} '{component}' needs '{required[0]}', which neither method "
+                          f"'{method}' nor the row gives")
 
 
-def method_options(suite: Suite, row_index: int, profile: str | None = None) -> Any:
+def resolve_components(suite: "Suite", row_index: int) -> dict[str, dict[str, Any]]:
+    """Each slot of the row's method -> ``{"name": ..., "init": ..., **factory options}``, checked."""
+    row = suite.rows[row_index]
+    source, where = _src(suite), f"[rows.{row_index}]"
+    method = row.method or suite.suite.method
+    cls = _known(METHODS, method, source, f"{where} method")
+    slots: dict[str, Slot] = dict(getattr(cls, "slots", {}) or {})
+    for registry, (name_key, opts_key) in SHORTHANDS.items():
+        if (getattr(row, name_key) or getattr(row, opts_key)) and not any(s.registry == registry
+                                                                           for s in slots.values()):
+            used = name_key if getattr(row, name_key) else opts_key
+            raise ConfigError(f"{source}: {where} method '{method}' uses no {name_key}; remove the '{used}' key")
+    for k in row.components:
+        if k not in slots:
+            raise ConfigError(f"{source}: {where} components: method '{method}' has no slot '{k}'; its slots: "
+                              f"{', '.join(slots) or '(none)'}")
+    out: dict[str, dict[str, Any]] = {}
+    for slot_name, slot in slots.items():
+        name, opts, label = slot.default, {}, f"{where} components.{slot_name}.name"
+        if slot.registry in SHORTHANDS:
+            name_key, opts_key = SHORTHANDS[slot.registry]
+            suite_default = suite.suite.generator if slot.registry == "generators" else ""
+            if getattr(row, name_key):
+                name, label = getattr(row, name_key), f"{where} {name_key}"
+            elif suite_default:
+                name, label = suite_default, f"[suite] {name_key}"
+            opts.update(getattr(row, opts_key))
+        table = row.components.get(slot_name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: {where} components.{slot_name} must be a table")
+        table = dict(table)
+        if "name" in table:
+            name, label = table.pop("name"), f"{where} components.{slot_name}.name"
+        init = table.pop("init", None)
+        opts.update(table)
+        sect = f"{where} components.{slot_name}"
+        if not name:
+            key = SHORTHANDS.get(slot.registry, ("components." + slot_name,))[0]
+            raise ConfigError(f"{source}: {where} missing required key '{key}' (method '{method}' has no default "
+                              f"for slot '{slot_name}')")
+        if not isinstance(name, str):
+            raise ConfigError(f"{source}: {sect}.name must be a string")
+        if init is not None and init not in INIT_POLICIES:
+            raise ConfigError(f"{source}: {sect}.init = '{init}'; allowed: {', '.join(INIT_POLICIES)}")
+        registry = REGISTRIES.get(slot.registry)
+        if registry is None:
+            raise ConfigError(f"{source}: method '{method}' slot '{slot_name}' names unknown registry "
+                              f"'{slot.registry}'")
+        factory = _known(registry, name, source, label)
+        check_component_options(factory, slot, opts, where=f"{source}: {sect}", component=name, method=method)
+        out[slot_name] = {"name": name, **({"init": init} if init else {}), **opts}
+    return out
+
+
+# --- method options -----------------------------------------------------------------------------
+
+def _check_registry_refs(options: Any, source: str, section: str) -> None:
+    for f in dataclasses.fields(options):
+        kind = f.metadata.get("registry")
+        if not kind:
+            continue
+        value = getattr(options, f.name)
+        names = list(value) if isinstance(value, (dict, list, tuple)) else [value]
+        reg = REGISTRIES[kind]
+        for n in names:
+            if n not in reg:
+                raise ConfigError(f"{source}: [{section}] {f.name}: '{n}' is not a registered {reg.kind}; "
+                                  f"choose one of: {', '.join(reg.names())} (or load a plug-in with --plugin)")
+
+
+def method_options(suite: "Suite", row_index: int, profile: str | None = None) -> Any:
     """The validated ``Options`` dataclass of a row's method.
 
     ``[options]`` and the profile's ``options`` are checked strictly against the suite's default
@@ -48,7 +165,7 @@ def method_options(suite: Suite, row_index: int, profile: str | None = None) -> 
     row = suite.rows[row_index]
     default = METHODS.get(suite.suite.method)
     cls = METHODS.get(row.method or suite.suite.method)
-    src = suite.path.rsplit("/", 1)[-1] or suite.name
+    src = _src(suite)
     shared = dict(suite.options)
     if profile is not None:
         shared.update(suite.profile(profile).options)
@@ -59,40 +176,35 @@ def method_options(suite: Suite, row_index: int, profile: str | None = None) -> 
         shared = {k: v for k, v in shared.items() if k in known}
     merged = {**shared, **row.options}
     parse_dataclass(cls.Options, row.options, source=src, section=f"rows.{row_index}.options")
-    return parse_dataclass(cls.Options, merged, source=src, section=f"rows.{row_index}.options")
+    section = f"rows.{row_index}.options" + (f" + profiles.{profile}.options" if profile else "")
+    opts = parse_dataclass(cls.Options, merged, source=src, section=section)
+    _check_registry_refs(opts, src, section)
+    return opts
 
 
-def validate_suite(suite: Suite, source: str) -> None:
+# --- the suite ----------------------------------------------------------------------------------
+
+def validate_suite(suite: "Suite", source: str) -> None:
+    """Checks every suite needs; then the runner's own (``runner.validate``)."""
     s = suite.suite
     _known(DATASETS, s.dataset, source, "[suite] dataset")
     if not s.tasks:
         raise ConfigError(f"{source}: [suite] tasks must name at least one task; choose from: "
                           f"{', '.join(TASKS.names())}")
+    for t in s.tasks:
+        _known(TASKS, t, source, "[suite] tasks")
     if s.default_profile not in suite.profiles:
         raise ConfigError(f"{source}: [suite] default_profile = '{s.default_profile}' is not a profile; "
                           f"profiles: {', '.join(suite.profiles)}")
-    if s.runner != "train-score":
-        runner = _known(RUNNERS, s.runner, source, "[suite] runner")
-        runner.validate(suite, source)
-        return
-    for t in s.tasks:
-        task = _known(TASKS, t, source, "[suite] tasks")
-        for m in suite.task_metrics(t):
-            scorer = _known(METRICS, m, source, f"[metrics] {t}")
-            outputs = getattr(scorer, "outputs", ())
-            if outputs and task.output not in outputs:
-                raise ConfigError(f"{source}: metric '{m}' cannot score task '{t}' (output '{task.output}'); "
-                                  f"it scores outputs: {', '.join(outputs)}")
+    if not s.seeds:
+        raise ConfigError(f"{source}: [suite] seeds must list at least one seed")
     for t in suite.metrics:
         if t not in s.tasks:
             raise ConfigError(f"{source}: [metrics] names task '{t}' which is not in [suite] tasks "
                               f"({', '.join(s.tasks)})")
-    if not s.seeds:
-        raise ConfigError(f"{source}: [suite] seeds must list at least one seed")
     seen = set()
     for i, row in enumerate(suite.rows):
         where = f"[rows.{i}]"
-        from bench.config import slug
         if slug(row.name) in seen:
             raise ConfigError(f"{source}: {where} duplicate row name '{row.name}'")
         seen.add(slug(row.name))
@@ -103,19 +215,50 @@ def validate_suite(suite: Suite, source: str) -> None:
             if task not in s.tasks or not metric:
                 raise ConfigError(f"{source}: {where} published key '{key}' must be '<task>/<metric>' with a task "
                                   f"of the suite ({', '.join(s.tasks)})")
-        if row.kind == "oracle":
+    runner = _known(RUNNERS, s.runner, source, "[suite] runner")
+    runner.validate(suite, source)
+
+
+def validate_models_and_metrics(suite: "Suite", source: str) -> None:
+    """The train-and-score checks: each model row's method, components and options for every profile,
+    and each metric entry against the fields its output estimates and the feeds its task gives."""
+    s = suite.suite
+    for t in s.tasks:
+        task = TASKS.get(t)
+        for entry in suite.task_metrics(t):
+            name, output = parse_metric(entry)
+            scorer = _known(METRICS, name, source, f"[metrics] {t}")
+            feed = scorer_feed(scorer)
+            if feed == "paired" and task.pairing == "none":
+                raise ConfigError(f"{source}: metric '{name}' compares each output with its own target, but task "
+                                  f"'{t}' has no paired inputs (pairing 'none'); use a samples or joint metric")
+            out = output or getattr(scorer, "reads", "y")
+            for i, row in enumerate(suite.rows):
+                if row.kind == "model":
+                    cls = METHODS.get(row.method or s.method)
+                    outputs = dict(getattr(cls, "outputs", {"y": "y"}))
+                    if out not in outputs:
+                        raise ConfigError(f"{source}: [metrics] {t}: '{entry}' reads output '{out}', which method "
+                                          f"'{row.method or s.method}' (row '{row.name}') does not give; its "
+                                          f"outputs: {', '.join(outputs)}")
+                    field_name = outputs[out]
+                    need = "prior" if task.pairing == "none" else "batch"
+                    if need not in getattr(cls, "samples_from", ("batch",)):
+                        raise ConfigError(f"{source}: method '{row.method or s.method}' cannot sample from the "
+                                          f"{need} that task '{t}' scores with")
+                else:
+                    field_name = out
+                if field_name not in task.fields:
+                    raise ConfigError(f"{source}: [metrics] {t}: output '{out}' estimates field '{field_name}', "
+                                      f"which task '{t}' lacks (fields: {', '.join(task.fields)})")
+                kind = task.fields[field_name].kind
+                kinds = getattr(scorer, "outputs", ())
+                if kinds and kind not in kinds:
+                    raise ConfigError(f"{source}: metric '{name}' cannot score task '{t}' (output '{kind}'); "
+                                      f"it scores outputs: {', '.join(kinds)}")
+    for i, row in enumerate(suite.rows):
+        if row.kind != "model":
             continue
-        method = _known(METHODS, row.method or s.method, source, f"{where} method")
-        uses_d = getattr(method, "uses_discriminator", True)
-        if uses_d and not row.discriminator:
-            raise ConfigError(f"{source}: {where} missing required key 'discriminator'")
-        gen = _known(GENERATORS, row.generator or s.generator, source, f"{where} generator")
-        _check_kwargs(gen, row.generator_options, source, f"rows.{i}.generator_options")
-        if uses_d:
-            disc = _known(DISCRIMINATORS, row.discriminator, source, f"{where} discriminator")
-            _check_kwargs(disc, row.discriminator_options, source, f"rows.{i}.discriminator_options")
-        elif row.discriminator:
-            raise ConfigError(f"{source}: {where} method '{row.method or s.method}' uses no discriminator; "
-                              "remove the 'discriminator' key")
+        resolve_components(suite, i)
         for p in [None, *suite.profiles]:
             method_options(suite, i, p)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
@@ -22,8 +23,14 @@ LONG_COLUMNS = ["row", "column", "task", "metric", "mean", "std", "n", "publishe
 
 
 def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
-    """Long frame, in suite row order then column order; rows with no record at all are left out."""
+    """Long frame, in suite row order then column order; rows with no record at all are left out.
+
+    A task's columns are the same for every row (``[columns]``, else every metric any row produced,
+    then the published ones), so a failed row shows up in each of them with its reason; where no
+    row produced anything, a failed row still gets one line (metric "").
+    """
     out = []
+    ok_all = records[records["status"] == "ok"] if len(records) else records
     for row in suite.rows:
         recs = records[records["row"] == row.name] if len(records) else records
         if not len(recs):
@@ -32,14 +39,18 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
             r_task = recs[recs["task"] == task] if len(recs) else recs
             ok = r_task[r_task["status"] == "ok"] if len(r_task) else r_task
             failed = r_task[r_task["status"] == "failed"] if len(r_task) else r_task
-            metrics = _columns_for(suite, task, ok, row.published)
+            task_ok = ok_all[ok_all["task"] == task] if len(ok_all) else ok_all
+            metrics = _columns_for(suite, task, task_ok, [r.published for r in suite.rows])
+            if not metrics and len(failed):
+                metrics = [""]
             for metric in metrics:
                 vals = ok[ok["metric"] == metric]["value"].astype(float) if len(ok) else pd.Series(dtype=float)
                 pub = row.published.get(f"{task}/{metric}")
                 mean = float(vals.mean()) if len(vals) else math.nan
                 status = "ok" if len(vals) else ("failed" if len(failed) else "missing")
                 reason = "; ".join(sorted(set(failed["reason"]))) if len(failed) else ""
-                out.append({"row": row.name, "column": f"{task}/{metric}", "task": task, "metric": metric,
+                out.append({"row": row.name, "column": f"{task}/{metric}" if metric else task, "task": task,
+                            "metric": metric,
                             "mean": mean, "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
                             "n": int(len(vals)), "published": pub if pub is not None else math.nan,
                             "gap": mean - pub if pub is not None and len(vals) else math.nan,
@@ -47,31 +58,65 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=LONG_COLUMNS)
 
 
-def _columns_for(suite: Suite, task: str, ok: pd.DataFrame, published: dict[str, float]) -> list[str]:
+def _columns_for(suite: Suite, task: str, ok: pd.DataFrame, published: list[dict[str, float]]) -> list[str]:
     if task in suite.columns:
         return list(suite.columns[task])
     seen = list(dict.fromkeys(ok["metric"])) if len(ok) else []
-    for key in published:
-        t, _, m = key.partition("/")
-        if t == task and m not in seen:
-            seen.append(m)
+    for pub in published:
+        for key in pub:
+            t, _, m = key.partition("/")
+            if t == task and m not in seen:
+                seen.append(m)
     return seen
 
 
-def rank_agreement(long: pd.DataFrame) -> pd.DataFrame:
-    """Per column with >= 3 published rows: Kendall's tau between our values and the paper's."""
+def _registry_higher(suite: Suite, task: str, key: str) -> bool | None:
+    """Whether ``key`` of ``task`` is better high, by the suite's scorers in the registry (None: unknown)."""
+    from bench.registry import METRICS
+    base, _, out = key.partition("@")
+    for entry in suite.task_metrics(task):
+        name, _, output = entry.partition("@")
+        if output != out or name not in METRICS:
+            continue
+        cls = METRICS.get(name)
+        if any(base == k or base.startswith(k + "_") for k in getattr(cls, "keys", ())):
+            return any(base == k or base.startswith(k + "_") for k in getattr(cls, "higher_is_better", ()))
+    return None
+
+
+def directions(suite: Suite, long: pd.DataFrame, protocols: Mapping[str, dict] | None = None,
+               records: pd.DataFrame | None = None) -> dict[str, bool]:
+    """Column -> whether higher is better: from the scorers' protocols stamped on the records, else
+    from the suite's scorers in the registry (``Scorer.higher_is_better``); lower when unknown."""
+    out: dict[str, bool] = {}
+    if protocols and records is not None and len(records):
+        for (task, metric, h), _ in records.groupby(["task", "metric", "protocol_hash"]):
+            p = protocols.get(h) or {}
+            if "higher_is_better" in p:
+                out[f"{task}/{metric}"] = metric in p["higher_is_better"]
+    for r in long.drop_duplicates("column").itertuples():
+        if r.column not in out and r.metric:
+            out[r.column] = bool(_registry_higher(suite, r.task, r.metric))
+    return out
+
+
+def rank_agreement(long: pd.DataFrame, higher: Mapping[str, bool] | None = None) -> pd.DataFrame:
+    """Per column with >= 3 published rows: Kendall's tau between our values and the paper's, and
+    whether the best row (highest or lowest, as the metric says; lowest when unknown) is the same."""
     from scipy.stats import kendalltau
     rows = []
+    higher = higher or {}
     for col, g in long.groupby("column", sort=False):
         g = g.dropna(subset=["mean", "published"])
         if len(g) < 3:
             continue
         tau = kendalltau(g["mean"], g["published"]).statistic
-        best_ours = g.loc[g["mean"].idxmax(), "row"]
-        best_paper = g.loc[g["published"].idxmax(), "row"]
-        rows.append({"column": col, "rows": len(g), "kendall_tau": float(tau),
-                     "same_highest": best_ours == best_paper})
-    return pd.DataFrame(rows, columns=["column", "rows", "kendall_tau", "same_highest"])
+        up = bool(higher.get(col, False))
+        best_ours = g.loc[g["mean"].idxmax() if up else g["mean"].idxmin(), "row"]
+        best_paper = g.loc[g["published"].idxmax() if up else g["published"].idxmin(), "row"]
+        rows.append({"column": col, "rows": len(g), "better": "higher" if up else "lower",
+                     "kendall_tau": float(tau), "same_best": best_ours == best_paper})
+    return pd.DataFrame(rows, columns=["column", "rows", "better", "kendall_tau", "same_best"])
 
 
 def _fmt(v: float, std: float = math.nan) -> str:
@@ -104,7 +149,8 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: dict[str, str]) -> str:
+def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: dict[str, str],
+                    higher: Mapping[str, bool] | None = None) -> str:
     s = suite.suite
     lines = [f"# {s.title or s.name}", "",
              f"suite `{s.name}` · profile `{profile}` · dataset `{s.dataset}` · tasks {', '.join(s.tasks)}"]
@@ -113,12 +159,15 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     seeds = sorted(set(long["n"])) if len(long) else []
     lines += [f"seeds per cell: {', '.join(map(str, seeds))} (mean ± sample std over seeds)", ""]
     lines.append(wide_table(long).to_markdown(index=False))
-    agree = rank_agreement(long)
+    agree = rank_agreement(long, higher if higher is not None else directions(suite, long))
     if len(agree):
         lines += ["", "## Ranking agreement with the paper", "", agree.to_markdown(index=False, floatfmt=".3f")]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"])
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.row} / {r.task}: {r.reason}" for r in failed.itertuples()]
+    if suite.tolerances:
+        lines += ["", "Note: `[tolerances]` is recorded but not checked yet (the regression command is "
+                  "still to come)."]
     if protocols:
         lines += ["", "## Evaluation protocols", ""] + [f"- `{h}`: {d}" for h, d in protocols.items()]
     if s.assumptions:
@@ -165,9 +214,10 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     out.mkdir(parents=True, exist_ok=True)
     long.assign(profile=profile).to_csv(out / "leaderboard.csv", index=False)
     hashes = sorted(set(records["protocol_hash"]) - {""}) if len(records) else []
-    protocols = {h: _describe(store.protocol(h)) for h in hashes}
+    full = {h: store.protocol(h) or {} for h in hashes}
+    protocols = {h: _describe(p) for h, p in full.items()}
     md = out / "leaderboard.md"
-    md.write_text(render_markdown(suite, long, profile, protocols))
+    md.write_text(render_markdown(suite, long, profile, protocols, directions(suite, long, full, records)))
     try:
         plot(long, out / "leaderboard.png", f"{suite.suite.title or suite.name} ({profile})")
     except Exception as e:  # a plot must never lose the table

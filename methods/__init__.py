@@ -1,14 +1,20 @@
 """Method adapters and building blocks (registrations load on first use)."""
 
-from bench.registry import LOSSES, METHODS
+from bench.registry import LOSSES, METHODS, REGULARIZERS
 
 import methods.discriminators  # noqa: F401  (registration lines)
 import methods.generators  # noqa: F401
 
 METHODS.register("pix2pix", "methods.pix2pix:Pix2Pix")
+METHODS.register("cnn-crf", "methods.cnn_crf:CNNCRF")
+METHODS.register("gaussian", "methods.gaussian:FixedGaussian")
 
 LOSSES.register("vanilla", "methods.losses:VanillaLoss")
 LOSSES.register("lsgan", "methods.losses:LSGANLoss")
 LOSSES.register("hinge", "methods.losses:HingeLoss")
+LOSSES.register("wgan", "methods.losses:WassersteinLoss")
+LOSSES.register("ragan", "methods.losses:RelativisticAverageLoss")
 
-METHODS.register("cnn-crf", "methods.cnn_crf:CNNCRF")
+REGULARIZERS.register("gp", "methods.regularizers:GradientPenalty")
+REGULARIZERS.register("r1", "methods.regularizers:R1Penalty")
+REGULARIZERS.register("feature-matching", "methods.regularizers:FeatureMatching")

@@ -35,10 +35,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.contracts import ComponentArgs, MethodAdapter, Slot, TrainContext
 from bench.errors import ConfigError
-from bench.registry import GENERATORS
 from bench.tasks import TaskSpec
-from methods.base import MethodAdapter, TrainContext
 from methods.crf import DenseCRF, GaussianCRF
 from methods.init import init_weights
 
@@ -49,7 +48,6 @@ FILTERS: tuple[str, ...] = ("auto", "exact", "window")
 
 
 class CNNCRF(MethodAdapter):
-    uses_discriminator = False
 
     @dataclass
     class Options:
@@ -77,18 +75,31 @@ class CNNCRF(MethodAdapter):
         init_gain: float = 0.02
         eval_mode: bool = True             # G in eval() for generate()
 
-    def __init__(self, options: "CNNCRF.Options", task: TaskSpec, ctx: TrainContext, *,
-                 generator: str = "unet", discriminator: str | None = None,
-                 generator_options: dict[str, Any] | None = None,
-                 discriminator_options: dict[str, Any] | None = None, image_size: int = 256):
-        super().__init__(options, task, ctx)
+        def __post_init__(self) -> None:
+            if self.mode not in MODES:
+                raise ConfigError(f"cnn-crf mode must be one of: {', '.join(MODES)}; got '{self.mode}'")
+            if self.crf_filter not in FILTERS:
+                raise ConfigError(f"cnn-crf crf_filter must be one of: {', '.join(FILTERS)}; "
+                                  f"got '{self.crf_filter}'")
+
+    slots = {"G": Slot("generators", "unet", args=("in_channels", "out_channels"),
+                       provided=("image_size", "ngf", "spectral_norm", "dropout"), doc="the per-pixel CNN")}
+
+    @classmethod
+    def component_args(cls, slot: str, o: "CNNCRF.Options", task: TaskSpec, image_size: int) -> ComponentArgs:
+        return ComponentArgs((task.x_channels, task.y_channels),
+                             dict(image_size=image_size, ngf=o.ngf, spectral_norm=o.g_spectral_norm,
+                                  dropout=o.dropout))
+
+    @classmethod
+    def init_component(cls, slot: str, module: torch.nn.Module, o: "CNNCRF.Options") -> None:
+        init_weights(module, o.init_gain)
+
+    def __init__(self, options: "CNNCRF.Options", task: TaskSpec, ctx: TrainContext,
+                 components: dict[str, torch.nn.Module]):
+        super().__init__(options, task, ctx, components)
         o = options
-        if discriminator or discriminator_options:
-            log.debug("cnn-crf uses no discriminator; ignoring '%s'", discriminator)
-        if o.mode not in MODES:
-            raise ConfigError(f"cnn-crf mode must be one of: {', '.join(MODES)}; got '{o.mode}'")
-        if o.crf_filter not in FILTERS:
-            raise ConfigError(f"cnn-crf crf_filter must be one of: {', '.join(FILTERS)}; got '{o.crf_filter}'")
+        image_size = ctx.image_size
         if task.output == "labels":
             if task.label_output != "logits":
                 raise ConfigError("cnn-crf on a labels task needs per-class logits: set label_output = 'logits' "
@@ -96,13 +107,7 @@ class CNNCRF(MethodAdapter):
         elif task.output != "depth":
             raise ConfigError(f"cnn-crf predicts labels or depth; task '{task.name}' has output '{task.output}'")
         self.is_labels = task.output == "labels"
-
-        G = GENERATORS.get(generator)(task.x_channels, task.y_channels, image_size=image_size, ngf=o.ngf,
-                                      spectral_norm=o.g_spectral_norm, dropout=o.dropout,
-                                      **(generator_options or {}))
-        init_weights(G, o.init_gain)
-        mf = torch.channels_last if ctx.channels_last else torch.contiguous_format
-        self.G = G.to(ctx.device, memory_format=mf)
+        self.G = components["G"]
 
         exact = o.crf_filter == "exact" or (o.crf_filter == "auto" and image_size * image_size <= o.exact_max_pixels)
         kw: dict[str, Any] = dict(iterations=o.crf_iterations, theta_alpha=o.theta_alpha, theta_beta=o.theta_beta,
@@ -173,3 +178,6 @@ class CNNCRF(MethodAdapter):
         if self.is_labels:
             return pred.exp() * 2 - 1
         return pred.clamp(-1, 1)
+
+    def eval_protocol(self) -> dict[str, Any]:
+        return {"generator_eval_mode": bool(self.options.eval_mode), "crf": self.options.mode}

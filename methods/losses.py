@@ -1,7 +1,8 @@
-"""Adversarial losses as small composable objects: ``d_loss(real, fake)`` and ``g_loss(fake)``.
+"""Adversarial losses: ``d_loss(terms)`` and ``g_loss(terms)`` on :class:`bench.contracts.AdvTerms`.
 
-Logits may be one tensor or a list of tensors (multi-scale discriminators): the loss is the
-mean over the list.
+A discriminator's output may hold several scales (``DOutput.logits``): the loss is the mean over
+them. Per-scale losses (``d_term`` / ``g_term``) cover the classic family; the relativistic loss
+reads real logits in the generator's loss, which is why losses see both sides.
 """
 
 from __future__ import annotations
@@ -9,15 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-Logits = torch.Tensor | list[torch.Tensor]
+from bench.contracts import AdversarialLoss, AdvTerms
 
 
-def _each(logits: Logits) -> list[torch.Tensor]:
-    return list(logits) if isinstance(logits, (list, tuple)) else [logits]
-
-
-class AdversarialLoss:
-    name = "base"
+class PerScaleLoss(AdversarialLoss):
+    """A loss that is the mean over scales of ``d_term(real, fake)`` / ``g_term(fake)``."""
 
     def d_term(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -25,16 +22,16 @@ class AdversarialLoss:
     def g_term(self, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def d_loss(self, real: Logits, fake: Logits) -> torch.Tensor:
-        r, f = _each(real), _each(fake)
+    def d_loss(self, t: AdvTerms) -> torch.Tensor:
+        r, f = t.d_real.logits, t.d_fake.logits
         return sum(self.d_term(a.float(), b.float()) for a, b in zip(r, f)) / len(r)
 
-    def g_loss(self, fake: Logits) -> torch.Tensor:
-        f = _each(fake)
+    def g_loss(self, t: AdvTerms) -> torch.Tensor:
+        f = t.d_fake.logits
         return sum(self.g_term(b.float()) for b in f) / len(f)
 
 
-class VanillaLoss(AdversarialLoss):
+class VanillaLoss(PerScaleLoss):
     """The original minimax loss with the non-saturating generator term (pix2pix 'vanilla')."""
 
     name = "vanilla"
@@ -47,7 +44,7 @@ class VanillaLoss(AdversarialLoss):
         return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
 
 
-class LSGANLoss(AdversarialLoss):
+class LSGANLoss(PerScaleLoss):
     """Least squares GAN (Mao et al. 2017): targets 1 for real, 0 for fake."""
 
     name = "lsgan"
@@ -59,7 +56,7 @@ class LSGANLoss(AdversarialLoss):
         return F.mse_loss(fake, torch.ones_like(fake))
 
 
-class HingeLoss(AdversarialLoss):
+class HingeLoss(PerScaleLoss):
     """Hinge loss (Lim & Ye 2017; SN-GAN, SPADE)."""
 
     name = "hinge"
@@ -69,3 +66,44 @@ class HingeLoss(AdversarialLoss):
 
     def g_term(self, fake: torch.Tensor) -> torch.Tensor:
         return -fake.mean()
+
+
+class WassersteinLoss(PerScaleLoss):
+    """WGAN critic loss (Arjovsky et al. 2017): D maximises E[D(real)] - E[D(fake)]; pair it with the
+    ``gp`` regulariser (WGAN-GP, Gulrajani et al. 2017) as StarGAN does."""
+
+    name = "wgan"
+
+    def d_term(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return fake.mean() - real.mean()
+
+    def g_term(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean()
+
+
+class RelativisticAverageLoss(AdversarialLoss):
+    """Relativistic average GAN (Jolicoeur-Martineau 2019; ESRGAN's D): each side is judged against the
+    mean logit of the other side, so the generator's loss reads the real logits too::
+
+        D: BCE(C(r) - E[C(f)], 1) + BCE(C(f) - E[C(r)], 0)
+        G: BCE(C(r) - E[C(f)], 0) + BCE(C(f) - E[C(r)], 1)     (real logits detached for G)
+
+    Each of the two terms is halved, as in ESRGAN.
+    """
+
+    name = "ragan"
+
+    @staticmethod
+    def _pair(real: torch.Tensor, fake: torch.Tensor, real_target: float) -> torch.Tensor:
+        rr = real - fake.mean()
+        ff = fake - real.mean()
+        return (F.binary_cross_entropy_with_logits(rr, torch.full_like(rr, real_target))
+                + F.binary_cross_entropy_with_logits(ff, torch.full_like(ff, 1.0 - real_target))) / 2
+
+    def d_loss(self, t: AdvTerms) -> torch.Tensor:
+        r, f = t.d_real.logits, t.d_fake.logits
+        return sum(self._pair(a.float(), b.float(), 1.0) for a, b in zip(r, f)) / len(r)
+
+    def g_loss(self, t: AdvTerms) -> torch.Tensor:
+        r, f = t.d_real.logits, t.d_fake.logits
+        return sum(self._pair(a.detach().float(), b.float(), 0.0) for a, b in zip(r, f)) / len(r)

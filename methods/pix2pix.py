@@ -1,10 +1,12 @@
 """pix2pix (Isola et al. 2017): an image-conditioned GAN with an L1 term.
 
 G maps the condition x to y; D sees (x, y) pairs and decides real or generated; G minimises
-the adversarial loss plus ``lambda_l1 * |G(x) - y|_1``. The discriminator is any registered
-image-conditioned one, which is what makes discriminators comparable on fixed G, data and
-metrics. Defaults are pix2pix's (Adam 2e-4, betas (0.5, 0.999), lambda 100, D loss halved);
-the fusion-paper suites override them (betas (0, 0.9), D twice per G step, SN in G).
+the adversarial loss plus ``lambda_l1 * |G(x) - y|_1`` plus any regularisers of the row. The
+discriminator is any registered image-conditioned one, which is what makes discriminators
+comparable on fixed G, data and metrics; it may return several scales and intermediate features
+(pix2pixHD's multi-scale D with ``regularizers = { feature-matching = 10.0 }``). Defaults are
+pix2pix's (Adam 2e-4, betas (0.5, 0.999), lambda 100, D loss halved); the fusion-paper suites
+override them (betas (0, 0.9), D twice per G step, SN in G).
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
-from bench.registry import DISCRIMINATORS, GENERATORS, LOSSES
+from bench.contracts import (AdvTerms, ComponentArgs, DOutput, MethodAdapter, Slot, TrainContext,
+                             registry_ref)
+from bench.registry import LOSSES
 from bench.tasks import TaskSpec
-from methods.base import MethodAdapter, TrainContext
 from methods.init import init_weights
+from methods.regularizers import Regularizers
 
 
 class Pix2Pix(MethodAdapter):
     @dataclass
     class Options:
-        loss: str = "vanilla"            # a registered loss: vanilla | lsgan | hinge
+        loss: str = registry_ref("losses", "vanilla", "a registered adversarial loss")
+        regularizers: dict[str, float] = registry_ref("regularizers", {}, "name -> weight")
         lambda_l1: float = 100.0
         lr_g: float = 2e-4
         lr_d: float = 2e-4
@@ -38,24 +44,33 @@ class Pix2Pix(MethodAdapter):
         init_gain: float = 0.02
         eval_mode: bool = True           # G in eval() for scoring (pix2pix's test script keeps train())
 
-    def __init__(self, options: "Pix2Pix.Options", task: TaskSpec, ctx: TrainContext, *,
-                 generator: str = "unet", discriminator: str = "patchgan",
-                 generator_options: dict[str, Any] | None = None,
-                 discriminator_options: dict[str, Any] | None = None, image_size: int = 256):
-        super().__init__(options, task, ctx)
+    slots = {
+        "G": Slot("generators", "unet", args=("in_channels", "out_channels"),
+                  provided=("image_size", "ngf", "spectral_norm", "dropout"), doc="x -> y"),
+        "D": Slot("discriminators", args=("x_channels", "y_channels"), provided=("image_size", "ndf"),
+                  doc="(x, y) -> real / generated"),
+    }
+
+    @classmethod
+    def component_args(cls, slot: str, o: "Pix2Pix.Options", task: TaskSpec, image_size: int) -> ComponentArgs:
+        if slot == "G":
+            return ComponentArgs((task.x_channels, task.y_channels),
+                                 dict(image_size=image_size, ngf=o.ngf, spectral_norm=o.g_spectral_norm,
+                                      dropout=o.dropout))
+        return ComponentArgs((task.x_channels, task.y_channels), dict(image_size=image_size, ndf=o.ndf))
+
+    @classmethod
+    def init_component(cls, slot: str, module: nn.Module, o: "Pix2Pix.Options") -> None:
+        init_weights(module, o.init_gain)
+
+    def __init__(self, options: "Pix2Pix.Options", task: TaskSpec, ctx: TrainContext,
+                 components: dict[str, nn.Module]):
+        super().__init__(options, task, ctx, components)
         o = options
         self.d_steps_per_g = o.d_steps
         self.loss = LOSSES.get(o.loss)()
-        G = GENERATORS.get(generator)(task.x_channels, task.y_channels, image_size=image_size, ngf=o.ngf,
-                                      spectral_norm=o.g_spectral_norm, dropout=o.dropout,
-                                      **(generator_options or {}))
-        D = DISCRIMINATORS.get(discriminator)(task.x_channels, task.y_channels, image_size=image_size,
-                                              ndf=o.ndf, **(discriminator_options or {}))
-        init_weights(G, o.init_gain)
-        init_weights(D, o.init_gain)
-        mf = torch.channels_last if ctx.channels_last else torch.contiguous_format
-        self.G = G.to(ctx.device, memory_format=mf)
-        self.D = D.to(ctx.device, memory_format=mf)
+        self.regs = Regularizers(o.regularizers)
+        self.G, self.D = components["G"], components["D"]
         self.modules = {"G": self.G, "D": self.D}
         betas = (o.beta1, o.beta2)
         self.optimizers = {
@@ -63,31 +78,44 @@ class Pix2Pix(MethodAdapter):
             "D": torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=betas),
         }
 
+    def _critic(self, x: torch.Tensor):
+        def critic(v: torch.Tensor) -> DOutput:
+            with self.ctx.autocast():
+                return DOutput.wrap(self.D(x, v))
+        return critic
+
     def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
         o, ctx = self.options, self.ctx
         x, y = self.task.x(batch), self.task.y(batch)
         with torch.set_grad_enabled(update_g), ctx.autocast():
             fake = self.G(x)
-        with ctx.autocast():
-            d_real = self.D(x, y)
-            d_fake = self.D(x, fake.detach())
-        loss_d = self.loss.d_loss(d_real, d_fake) * o.d_loss_weight
+        critic = self._critic(x)
+        d_real = critic(y)
+        d_fake = critic(fake.detach())
+        t = AdvTerms(critic, y, fake.detach(), d_real, d_fake)
+        loss_d = self.loss.d_loss(t) * o.d_loss_weight
+        reg_d, parts_d = self.regs.d(t)
+        if reg_d is not None:
+            loss_d = loss_d + reg_d
         opt_d = self.optimizers["D"]
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        out = {"loss_D": loss_d.detach()}
+        out = {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v for k, v in parts_d.items()}}
         if update_g:
-            with ctx.autocast():
-                d_fake = self.D(x, fake)
-            loss_gan = self.loss.g_loss(d_fake)
+            t = AdvTerms(critic, y, fake, None, critic(fake))
+            loss_gan = self.loss.g_loss(t)
             loss_l1 = (fake.float() - y.float()).abs().mean()
             loss_g = loss_gan + o.lambda_l1 * loss_l1
+            reg_g, parts_g = self.regs.g(t)
+            if reg_g is not None:
+                loss_g = loss_g + reg_g
             opt_g = self.optimizers["G"]
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
-            out.update(loss_G=loss_g.detach(), loss_G_gan=loss_gan.detach(), loss_G_l1=loss_l1.detach())
+            out.update(loss_G=loss_g.detach(), loss_G_gan=loss_gan.detach(), loss_G_l1=loss_l1.detach(),
+                       **{f"loss_G_{k}": v for k, v in parts_g.items()})
         return out
 
     @torch.no_grad()
@@ -97,3 +125,6 @@ class Pix2Pix(MethodAdapter):
             out = self.G(self.task.x(batch))
         self.G.train(True)
         return out.float()
+
+    def eval_protocol(self) -> dict[str, Any]:
+        return {"generator_eval_mode": bool(self.options.eval_mode)}

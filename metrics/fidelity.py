@@ -282,7 +282,7 @@ def per_class_fid(gen_images: torch.Tensor, gen_labels: torch.Tensor, real_image
     counts = {c: int((rl == c).sum()) for c in classes}
     short = {c: int((gl == c).sum()) for c in classes if int((gl == c).sum()) < counts[c]}
     if short:
-        raise MetricError(f"per-class FID needs as many generated images per class as real ones; short: "
+        raise MetricError("per-class FID needs as many generated images per class as real ones; short: "
                           + ", ".join(f"class {c}: {n} < {counts[c]}" for c, n in short.items()))
     layer = fs.layers["fid"]
     real_f = fs.reference(real_images, cache=compute_kwargs.get("cache", True),
@@ -307,6 +307,7 @@ class FIDScorer(Scorer):
     quantised to uint8 (from [-1, 1]) as they stream in, as if saved to PNG.
     """
 
+    feed = "samples"
     keys = ("fid", "kid", "is", "fid_class_mean")
     outputs = ("image",)
     higher_is_better = ("is",)

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.errors import MetricError
+from metrics.base import JointScorer, ScoreContext
 
 log = logging.getLogger(__name__)
 
@@ -202,3 +203,65 @@ def toy_example(seed: int = 0, n: int = TOY_N, epochs: int = 300, batch_size: in
     sets = toy_sets(n, seed)
     return NRDS("mlp", epochs=epochs, batch_size=batch_size, optimizer=adam(lr), seed=seed)(
         sets["real"], {"fake_close": sets["fake_close"], "fake_far": sets["fake_far"]})
+
+
+# -- the joint scorer -------------------------------------------------------------------------------
+class NRDSScorer(JointScorer):
+    """NRDS as a suite metric: one classifier per (seed, task) judges every row's samples together.
+
+    The real side is the test split's field (``ctx.task.y``), each model's side its outputs for the
+    same split (from the batch, or from the prior on tasks without paired inputs). Options:
+    ``classifier`` ("image" | "mlp", default "image"), ``epochs`` (20), ``batch_size`` (64; 0 = full
+    batch), ``lr`` (2e-4), ``beta1`` (0.5). The classifier's seed is the run seed. Keys: ``nrds``
+    (the row's share of the summed areas) and ``area``; the curves are drawn to ``nrds_curves.png``.
+    """
+
+    keys = ("nrds", "area")
+    outputs = ("image", "labels", "depth", "points")
+    higher_is_better = ("nrds", "area")
+    OPTIONS = ("classifier", "epochs", "batch_size", "lr", "beta1")
+
+    def __init__(self, ctx: ScoreContext):
+        super().__init__(ctx)
+        o = ctx.options
+        unknown = sorted(set(o) - set(self.OPTIONS))
+        if unknown:
+            raise MetricError(f"nrds: unknown option '{unknown[0]}'; allowed: {', '.join(self.OPTIONS)}")
+        self.classifier = str(o.get("classifier", "image"))
+        if self.classifier not in ("image", "mlp"):
+            raise MetricError(f"nrds: classifier must be 'image' or 'mlp', not '{self.classifier}'")
+        self.epochs = int(o.get("epochs", 20))
+        if self.epochs < 2:
+            raise MetricError(f"nrds: epochs must be at least 2 (a curve needs two points), not {self.epochs}")
+        bs = int(o.get("batch_size", 64))
+        self.batch_size = None if bs <= 0 else bs
+        self.lr, self.beta1 = float(o.get("lr", 2e-4)), float(o.get("beta1", 0.5))
+        self._real: list[torch.Tensor] = []
+        self._models: dict[str, list[torch.Tensor]] = {}
+
+    def update_real(self, batch: dict[str, torch.Tensor]) -> None:
+        self._real.append(self.ctx.task.y(batch).detach().float().cpu())
+
+    def update_model(self, model: str, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        self._models.setdefault(model, []).append(pred.detach().float().cpu())
+
+    def compute_joint(self) -> dict[str, dict[str, float]]:
+        if not self._real or not self._models:
+            raise MetricError("nrds needs the real split and at least one model's samples")
+        real = torch.cat(self._real)
+        fakes = {m: torch.cat(v) for m, v in self._models.items()}
+        for m, f in fakes.items():
+            if not torch.isfinite(f).all():
+                raise MetricError(f"nrds: model '{m}' produced non-finite samples")
+        res = NRDS(self.classifier, epochs=self.epochs, batch_size=self.batch_size,
+                   optimizer=adam(self.lr, (self.beta1, 0.999)), device=self.ctx.device,
+                   seed=self.ctx.seed)(real, fakes)
+        self._n = {"real": len(real), **{m: len(f) for m, f in fakes.items()}}
+        if self.ctx.artifacts is not None:
+            res.plot(self.ctx.artifacts / "nrds_curves.png")
+        return {m: {"nrds": s, "area": a} for m, s, a in zip(res.names, res.scores, res.areas)}
+
+    def protocol(self) -> dict:
+        return {"scorer": type(self).__name__, "classifier": self.classifier, "epochs": self.epochs,
+                "batch_size": self.batch_size or "full", "optimizer": f"Adam lr {self.lr} betas ({self.beta1}, 0.999)",
+                "balance": "per epoch min(#real, #pooled) of each side", "samples": getattr(self, "_n", None)}

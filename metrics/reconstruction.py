@@ -15,6 +15,10 @@ predictions clamped to [-1, 1] first, as they would be saved):
   encoder table (Pathak et al. 2016: "mean L1 loss 10.33 %, mean L2 loss 2.35 %").
   ``l1_pct = 100 * l1 / 2`` and ``l2_pct = 100 * l2 / 4``.
 - ``psnr`` (dB) and ``ssim`` on [0, 1] images with ``data_range = 1``.
+
+With the scorer option ``region = "<mask field>"`` (the context encoder's inpainting tasks) L1, L2
+and PSNR are taken over the pixels of the region only (mask 1, every channel) and SSIM, a
+windowed whole-image measure, is left out.
 """
 
 from __future__ import annotations
@@ -57,6 +61,19 @@ def l2(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tenso
     return _reduce((a.float() - b.float()).square().flatten(1).mean(1), reduction)
 
 
+def region_errors(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image mean absolute and squared error over the pixels where ``mask`` (N, 1, H, W) is 1."""
+    _check(a, b, "none")
+    if mask.shape[0] != a.shape[0] or mask.shape[-2:] != a.shape[-2:]:
+        raise MetricError(f"the region mask {tuple(mask.shape)} does not fit the images {tuple(a.shape)}")
+    m = mask.float().expand_as(a).flatten(1)
+    count = m.sum(1)
+    if bool((count == 0).any()):
+        raise MetricError("a region mask is empty for some image; check the task's mask field")
+    d = (a.float() - b.float()).flatten(1)
+    return (d.abs() * m).sum(1) / count, (d.square() * m).sum(1) / count
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float, reduction: str = "mean") -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, per image then averaged over images."""
     if data_range <= 0:
@@ -90,6 +107,16 @@ class ReconstructionScorer(Scorer):
         if ctx.task.output not in self.outputs:
             raise MetricError(f"metric 'reconstruction' scores image outputs; task '{ctx.task.name}' "
                               f"outputs '{ctx.task.output}': remove it from the suite's metrics")
+        unknown = sorted(set(ctx.options) - {"region"})
+        if unknown:
+            raise MetricError(f"reconstruction: unknown option '{unknown[0]}'; allowed: region")
+        self.region = ctx.options.get("region")
+        if self.region is not None:
+            f = ctx.task.fields.get(self.region)
+            if f is None or f.kind != "mask":
+                masks = [k for k, v in ctx.task.fields.items() if v.kind == "mask"]
+                raise MetricError(f"reconstruction: region = '{self.region}' is not a mask field of task "
+                                  f"'{ctx.task.name}' (its mask fields: {', '.join(masks) or 'none'})")
         self._sums = torch.zeros(4, dtype=torch.float64)     # l1, l2, psnr, ssim (per-image sums)
         self._count = 0
 
@@ -97,12 +124,17 @@ class ReconstructionScorer(Scorer):
         target = self.ctx.task.y(batch).to(pred.device).float()
         pred = pred.float().clamp(-1, 1)
         p01, t01 = (pred + 1) / 2, (target + 1) / 2
-        per_image = torch.stack([
-            l1(pred, target, "none"),
-            l2(pred, target, "none"),
-            psnr(p01, t01, 1.0, "none"),
-            ssim(p01, t01, 1.0, "none"),
-        ])
+        if self.region is not None:
+            mask = self.ctx.task.get(self.region, batch).to(pred.device)
+            e1, e2 = region_errors(pred, target, mask)
+            per_image = torch.stack([e1, e2, (10 * torch.log10(4.0 / e2.double())).float(), torch.zeros_like(e1)])
+        else:
+            per_image = torch.stack([
+                l1(pred, target, "none"),
+                l2(pred, target, "none"),
+                psnr(p01, t01, 1.0, "none"),
+                ssim(p01, t01, 1.0, "none"),
+            ])
         self._sums += per_image.double().sum(1).cpu()
         self._count += pred.shape[0]
 
@@ -110,12 +142,16 @@ class ReconstructionScorer(Scorer):
         if self._count == 0:
             raise MetricError("reconstruction: no batches were scored; check the evaluation split")
         l1_, l2_, psnr_, ssim_ = (self._sums / self._count).tolist()
-        return {"l1": l1_, "l2": l2_, "l1_pct": 100 * l1_ / 2, "l2_pct": 100 * l2_ / 4,
-                "psnr": psnr_, "ssim": ssim_}
+        out = {"l1": l1_, "l2": l2_, "l1_pct": 100 * l1_ / 2, "l2_pct": 100 * l2_ / 4, "psnr": psnr_, "ssim": ssim_}
+        if self.region is not None:
+            del out["ssim"]
+        return out
 
     def protocol(self) -> dict[str, Any]:
+        region = {} if self.region is None else {
+            "region": f"mask field '{self.region}' only (L1, L2, PSNR over its pixels; no SSIM)"}
         return {
-            "scorer": type(self).__name__,
+            "scorer": type(self).__name__, **region,
             "clamp_predictions": [-1.0, 1.0],
             "l1_l2_range": [-1.0, 1.0],
             "pct_range": [0.0, 1.0],

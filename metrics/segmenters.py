@@ -23,43 +23,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from bench.errors import ConfigError, MetricError
+from bench.provenance import file_sha256
 from bench.registry import Registry
 from metrics.base import ScoreContext
-from bench.provenance import file_sha256
 from metrics.espnet import (NUM_OUTPUTS, VOID_OUTPUT, ESPNet, ESPNetInput, default_weights_path,
                             load_pretrained_espnet, preprocess)
-from metrics.smp_training import SMPTrainProtocol, train_or_load
+from metrics.segmenter_base import IGNORE, ScoringSegmenter, resize_logits
+from metrics.smp_training import SMPSegmenter, SMPTrainProtocol, train_or_load
+
+__all__ = ["IGNORE", "SEGMENTERS", "ScoringSegmenter", "ESPNetSegmenter", "SMPSegmenter", "build_segmenter",
+           "default_segmenter"]
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
 SEGMENTERS = Registry("scoring segmenter")
 VOID_POLICIES = ("exclude", "ignore")
-
-
-class ScoringSegmenter:
-    """Interface: ``predict(images, size) -> (N, H, W) int64`` class ids (``IGNORE`` = abstain)."""
-
-    name: str
-    num_classes: int
-
-    def predict(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        raise NotImplementedError
-
-    def protocol(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def to(self, device: torch.device | str) -> "ScoringSegmenter":
-        raise NotImplementedError
-
-
-def _resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 @dataclass
@@ -98,7 +78,7 @@ class ESPNetSegmenter(ScoringSegmenter):
         size = tuple(size) if size is not None else tuple(images.shape[-2:])
         out = []
         for i in range(0, len(images), self.chunk):
-            lg = _resize_logits(self.logits(images[i:i + self.chunk]), size)
+            lg = resize_logits(self.logits(images[i:i + self.chunk]), size)
             if self.void == "exclude":
                 out.append(lg[:, :VOID_OUTPUT].argmax(1))
             else:
@@ -112,44 +92,6 @@ class ESPNetSegmenter(ScoringSegmenter):
                 **self.spec.describe(),
                 "output_resize": "bilinear logits to the label size, align_corners=False",
                 "void_output": self.void}
-
-
-@dataclass
-class SMPSegmenter(ScoringSegmenter):
-    """A segmentation-models-pytorch model trained by the bench (see ``metrics.smp_training``)."""
-
-    model: torch.nn.Module
-    name: str
-    num_classes: int
-    train_protocol: dict[str, Any]
-    key: str                          # content hash of (training samples, training protocol)
-    from_cache: bool = False
-    train_pixel_acc: float | None = None
-    multiple: int = 32                # input sides are padded to a multiple of this
-
-    def __post_init__(self) -> None:
-        self.model.eval()
-
-    def to(self, device: torch.device | str) -> "SMPSegmenter":
-        self.model.to(device)
-        return self
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        dev = next(self.model.parameters()).device
-        x = images.to(dev).float().clamp(-1, 1)
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        lg = self.model(x)[..., :h, :w]
-        size = tuple(size) if size is not None else (h, w)
-        return _resize_logits(lg, size).argmax(1)
-
-    def protocol(self) -> dict[str, Any]:
-        return {"segmenter": self.name, "training_key": self.key, "training": self.train_protocol,
-                "num_classes": self.num_classes, "input": "RGB in [-1, 1] at the image's own size, "
-                "replicate-padded to a multiple of 32", "output_resize": "bilinear logits to the label size"}
 
 
 # -- builders --------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bench.errors import ConfigError, MetricError
+from metrics.segmenter_base import ScoringSegmenter, resize_logits
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,44 @@ def _load(path: Path, key: str, proto: SMPTrainProtocol,
     return model.eval(), meta
 
 
+@dataclass
+class SMPSegmenter(ScoringSegmenter):
+    """A segmentation-models-pytorch model trained by the bench (see ``metrics.smp_training``)."""
+
+    model: torch.nn.Module
+    name: str
+    num_classes: int
+    train_protocol: dict[str, Any]
+    key: str                          # content hash of (training samples, training protocol)
+    from_cache: bool = False
+    train_pixel_acc: float | None = None
+    multiple: int = 32                # input sides are padded to a multiple of this
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+
+    def to(self, device: torch.device | str) -> "SMPSegmenter":
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        dev = next(self.model.parameters()).device
+        x = images.to(dev).float().clamp(-1, 1)
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        lg = self.model(x)[..., :h, :w]
+        size = tuple(size) if size is not None else (h, w)
+        return resize_logits(lg, size).argmax(1)
+
+    def protocol(self) -> dict[str, Any]:
+        return {"segmenter": self.name, "training_key": self.key, "training": self.train_protocol,
+                "num_classes": self.num_classes, "input": "RGB in [-1, 1] at the image's own size, "
+                "replicate-padded to a multiple of 32", "output_resize": "bilinear logits to the label size"}
+
+
 def cache_path(cache_root: Path, proto: SMPTrainProtocol, key: str) -> Path:
     enc = "".join(c if c.isalnum() or c in "-_." else "_" for c in proto.encoder)
     return Path(cache_root) / f"smp-{proto.arch}-{enc}-{key[:20]}.safetensors"
@@ -247,8 +286,6 @@ def cache_path(cache_root: Path, proto: SMPTrainProtocol, key: str) -> Path:
 def train_or_load(dataset: torch.utils.data.Dataset, proto: SMPTrainProtocol, cache_root: Path,
                   device: torch.device | str = "cpu"):
     """The segmenter for (``dataset``, ``proto``): from the cache, or trained and cached now."""
-    from metrics.segmenters import SMPSegmenter
-
     info = getattr(dataset, "info", None)
     num_classes = int(getattr(info, "num_classes", 0) or 0)
     ignore_index = int(getattr(info, "ignore_index", 255))

@@ -14,6 +14,7 @@ import torch
 
 from bench.data.base import DatasetInfo
 from bench.errors import ConfigError
+from bench.build import build_method
 from bench.registry import METHODS, TASKS
 from methods.base import TrainContext
 from methods.crf import NORMALIZATIONS, DenseCRF, GaussianCRF, GaussianKernels
@@ -246,15 +247,15 @@ def _adapter(kind: str, mode: str, **opts):
     cls = METHODS.get("cnn-crf")
     torch.manual_seed(0)
     options = cls.Options(mode=mode, ngf=8, **opts)
-    return cls(options, _task(kind), TrainContext(torch.device("cpu")), generator="unet", discriminator=None,
-               image_size=SIZE)
+    return build_method("cnn-crf", options, _task(kind), TrainContext(torch.device("cpu"), image_size=SIZE),
+                        image_size=SIZE)
 
 
 @pytest.mark.parametrize("kind", ["labels", "depth"])
 @pytest.mark.parametrize("mode", ["postprocess", "joint"])
 def test_adapter_trains_a_few_steps_and_generates(kind, mode):
     ad = _adapter(kind, mode)
-    assert ad.uses_discriminator is False and set(ad.modules) == {"G", "CRF"}
+    assert set(ad.slots) == {"G"} and set(ad.modules) == {"G", "CRF"}
     assert set(ad.optimizers) == ({"G", "CRF"} if mode == "joint" else {"G"})
     batch = _batch()
     for step in range(3):
@@ -310,13 +311,13 @@ def test_window_filter_is_used_above_the_exact_limit():
 
 def test_adapter_rejects_tasks_it_cannot_serve():
     cls = METHODS.get("cnn-crf")
-    ctx = TrainContext(torch.device("cpu"))
+    ctx = TrainContext(torch.device("cpu"), image_size=SIZE)
     with pytest.raises(ConfigError, match="label_output"):
-        cls(cls.Options(ngf=8), TASKS.get("photo2labels").bind(INFO), ctx, image_size=SIZE)
+        build_method("cnn-crf", cls.Options(ngf=8), TASKS.get("photo2labels").bind(INFO), ctx, image_size=SIZE)
     with pytest.raises(ConfigError, match="labels or depth"):
-        cls(cls.Options(ngf=8), TASKS.get("labels2photo").bind(INFO), ctx, image_size=SIZE)
+        build_method("cnn-crf", cls.Options(ngf=8), TASKS.get("labels2photo").bind(INFO), ctx, image_size=SIZE)
     with pytest.raises(ConfigError, match="mode"):
-        cls(cls.Options(mode="both", ngf=8), _task("labels"), ctx, image_size=SIZE)
+        cls.Options(mode="both", ngf=8)
 
 
 def test_crf_rejects_bad_options():

@@ -55,7 +55,7 @@ def test_deterministic_by_seed():
 
 def test_dataset_contract_and_registration():
     assert DATASETS.get("gaussians-2d") is make_dataset
-    assert INFO.tasks == ("nrds",) and INFO.name == "gaussians-2d"
+    assert INFO.tasks == ("points",) and INFO.name == "gaussians-2d"
     ds = make_dataset("train", 64, points=50)
     assert len(ds) == 150
     s = ds[4]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.config import parse_suite
-from leaderboards.build import leaderboard_frame, rank_agreement, render_markdown, wide_table
+from leaderboards.build import directions, leaderboard_frame, rank_agreement, render_markdown, wide_table
 
 
 def _suite():
@@ -40,11 +40,52 @@ def test_mean_std_and_gap_by_hand():
     assert math.isnan(b["std"]) and b["gap"] == pytest.approx(0.05)
 
 
+def _agree(values: dict[str, list[float]]) -> pd.DataFrame:
+    long = leaderboard_frame(_suite(), _records(values))
+    return rank_agreement(long, directions(_suite(), long))
+
+
 def test_ranking_agreement():
-    same = rank_agreement(leaderboard_frame(_suite(), _records({"A": [3.0], "B": [2.0], "C": [1.0]})))
-    assert same["kendall_tau"].item() == pytest.approx(1.0) and same["same_highest"].item()
-    rev = rank_agreement(leaderboard_frame(_suite(), _records({"A": [1.0], "B": [2.0], "C": [3.0]})))
-    assert rev["kendall_tau"].item() == pytest.approx(-1.0) and not rev["same_highest"].item()
+    same = _agree({"A": [3.0], "B": [2.0], "C": [1.0]})
+    assert same["kendall_tau"].item() == pytest.approx(1.0) and same["same_best"].item()
+    rev = _agree({"A": [1.0], "B": [2.0], "C": [3.0]})
+    assert rev["kendall_tau"].item() == pytest.approx(-1.0) and not rev["same_best"].item()
+
+
+def test_best_row_follows_the_metric_direction():
+    # rel is better low (the depth scorer says so): the paper's best is C (0.10). Ours ranks A highest
+    # like the paper, but our lowest is B: the best rows differ, whatever the highest ones say.
+    agree = _agree({"A": [0.3], "B": [0.1], "C": [0.2]})
+    assert agree["better"].item() == "lower" and not agree["same_best"].item()
+    agree = _agree({"A": [0.3], "B": [0.2], "C": [0.05]})
+    assert agree["same_best"].item()
+    # were the column better high (as a protocol stamped on the records may say), A would be best in both
+    long = leaderboard_frame(_suite(), _records({"A": [0.3], "B": [0.1], "C": [0.2]}))
+    up = rank_agreement(long, {"photo2depth/rel": True})
+    assert up["better"].item() == "higher" and up["same_best"].item()
+
+
+def test_directions_come_from_the_stamped_protocols_first():
+    recs = _records({"A": [0.3], "B": [0.1], "C": [0.2]}).assign(protocol_hash="h1")
+    long = leaderboard_frame(_suite(), recs)
+    assert directions(_suite(), long) == {"photo2depth/rel": False}
+    assert directions(_suite(), long, {"h1": {"higher_is_better": ["rel"]}}, recs) == {"photo2depth/rel": True}
+
+
+def test_a_failed_row_shows_in_every_column_without_columns_or_published_values():
+    suite = parse_suite({
+        "suite": {"name": "t", "dataset": "synthetic-scenes", "tasks": ["photo2depth"]},
+        "profiles": {"smoke": {"steps": 1}},
+        "rows": [{"name": n, "discriminator": "patchgan"} for n in "AB"]}, source="t.toml")
+    recs = _records({"A": [0.3]}, failed=("B",))
+    recs = pd.concat([recs, recs.assign(metric="rms", value=1.2)[recs["status"] == "ok"]])
+    long = leaderboard_frame(suite, recs)
+    b = long[long["row"] == "B"]
+    assert list(b["metric"]) == ["rel", "rms"] and (b["status"] == "failed").all()
+    assert b["reason"].str.contains("nan at step 3").all()
+    only_failed = leaderboard_frame(suite, _records({}, failed=("A", "B")))
+    assert list(only_failed["row"]) == ["A", "B"] and (only_failed["status"] == "failed").all()
+    assert "B / photo2depth" in render_markdown(suite, only_failed, "smoke", {})
 
 
 def test_failed_and_missing_rows():
@@ -62,3 +103,11 @@ def test_wide_table_shows_paper_and_gap_columns():
     wide = wide_table(leaderboard_frame(_suite(), _records({"A": [0.2, 0.4], "B": [0.25], "C": [0.1]})))
     assert list(wide.columns) == ["row", "photo2depth/rel", "photo2depth/rel (paper)", "photo2depth/rel gap"]
     assert wide.iloc[0]["photo2depth/rel"] == "0.3000 ± 0.1414" and wide.iloc[1]["photo2depth/rel gap"] == "+0.0500"
+
+
+def test_tolerances_are_said_to_be_unused_until_the_regression_check_lands():
+    suite = _suite()
+    long = leaderboard_frame(suite, _records({"A": [0.3]}))
+    assert "not checked yet" not in render_markdown(suite, long, "smoke", {})
+    suite.tolerances = {"photo2depth/rel": 0.01}
+    assert "`[tolerances]` is recorded but not checked yet" in render_markdown(suite, long, "smoke", {})

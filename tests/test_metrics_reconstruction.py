@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,40 @@ def test_scorer_no_oracle_and_wrong_task(tmp_path: Path) -> None:
     seg = DatasetInfo(name="toy-seg", tasks=("photo2labels",), num_classes=2, palette=((0, 0, 0), (9, 9, 9)))
     with pytest.raises(MetricError, match="image outputs"):
         ReconstructionScorer(_ctx(tmp_path, "photo2labels", seg))
+
+
+def test_region_errors_by_hand():
+    from metrics.reconstruction import region_errors
+    pred = torch.zeros(1, 3, 4, 4)
+    target = torch.zeros(1, 3, 4, 4)
+    target[:, :, :2, :2] = 1.0                       # the region holds the whole error
+    target[:, :, 3, 3] = -1.0                        # an error outside the region is ignored
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[:, :, :2, :2] = 1
+    e1, e2 = region_errors(pred, target, mask)
+    assert e1.tolist() == [1.0] and e2.tolist() == [1.0]
+    mask[:, :, 0, 0] = 0                             # 3 region pixels, all with error 1
+    assert region_errors(pred, target, mask)[0].tolist() == [1.0]
+    with pytest.raises(MetricError, match="empty"):
+        region_errors(pred, target, torch.zeros(1, 1, 4, 4))
+
+
+def test_scorer_on_a_region_scores_only_the_region():
+    from bench.contracts import ScoreContext
+    from bench.data.base import DatasetInfo
+    from bench.registry import METRICS, TASKS
+    info = DatasetInfo(name="d", tasks=(), provides=("photo", "index"))
+    task = TASKS.get("inpaint-center").bind(info)
+    s = METRICS.get("reconstruction")(ScoreContext(task=task, device=torch.device("cpu"), cache_dir=Path("."),
+                                                   options={"region": "mask"}))
+    photo = torch.zeros(2, 3, 8, 8)
+    pred = photo.clone()
+    pred[:, :, 2:6, 2:6] = 0.5                       # error 0.5 inside the centre square
+    pred[:, :, 0, 0] = 1.0                           # outside it: not counted
+    s.update(pred, {"photo": photo, "index": torch.tensor([0, 1])})
+    out = s.compute()
+    assert "ssim" not in out and out["l1"] == pytest.approx(0.5) and out["l2"] == pytest.approx(0.25)
+    assert out["psnr"] == pytest.approx(10 * math.log10(4 / 0.25))
+    with pytest.raises(MetricError, match="not a mask field"):
+        METRICS.get("reconstruction")(ScoreContext(task=task, device=torch.device("cpu"), cache_dir=Path("."),
+                                                   options={"region": "photo"}))

@@ -21,7 +21,11 @@ key            dtype / shape        meaning
 ``depth``      float32 (1, H, W)    depth in metres; 0 where invalid
 ``valid``      bool (1, H, W)       where the depth is valid (sensor datasets)
 ``index``      int64 ()             position of the sample in the split
+``points``     float32 (D,)         a point (sample sets of the NRDS toy)
 =============  ===================  =========================================================
+
+``info.provides`` lists the keys a dataset's samples hold; a task binds to a dataset when the
+dataset provides every key the task requires (``TaskSpec.requires()``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class DatasetInfo:
     min_depth: float = 1e-3
     description: str = ""
     source: str = ""                                  # where the data comes from / its terms
+    provides: tuple[str, ...] = ()                    # the batch keys every sample holds (task binding)
     extra: dict = field(default_factory=dict)
 
     def palette_tensor(self) -> torch.Tensor:

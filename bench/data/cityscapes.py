@@ -58,6 +58,7 @@ INFO = DatasetInfo(
             "non-commercial use after registration; redistribution of the images, or of modified "
             "versions of them, is forbidden. pix2pix layout: the 'cityscapes' set of Isola et al. 2017."),
     extra={"split_sizes": {"train": 2975, "test": 500}, "layouts": LAYOUTS[1:]},
+    provides=("photo", "label", "label_rgb", "index")
 )
 
 EXPECTED = """\

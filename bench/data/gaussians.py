@@ -24,13 +24,14 @@ PAPER_NRDS = {"fake_close": 0.6717, "fake_far": 0.3283}
 
 INFO = DatasetInfo(
     name="gaussians-2d",
-    tasks=("nrds",),
+    tasks=("points",),
     num_classes=len(SOURCES),
     class_names=SOURCES,
     description=("NRDS toy example: 2-D points from N(0, I) (real), N([0.5, 0], I) (fake_close) and "
                  "N([1.5, 0], I) (fake_far); samples interleave the three sources."),
     source="generated on the fly by bench.data.gaussians (Chen et al., decoupled learning, NRDS toy)",
     extra={"means": MEANS, "paper_areas": PAPER_AREAS, "paper_nrds": PAPER_NRDS},
+    provides=("points", "source"),
 )
 
 
@@ -58,15 +59,20 @@ class GaussianPoints(PairedDataset):
 
     info = INFO
 
-    def __init__(self, split: str, *, seed: int = 0, points: int = DEFAULT_POINTS, subset: int | None = None):
+    def __init__(self, split: str, *, seed: int = 0, points: int = DEFAULT_POINTS, subset: int | None = None,
+                 sources: tuple[str, ...] = SOURCES):
         if split not in ("train", "test"):
             raise ConfigError(f"gaussians-2d has splits 'train' and 'test', not '{split}'")
         if points < 1 or (subset is not None and subset < 1):
             raise ConfigError("gaussians-2d: points and subset must be positive integers")
         # train and test are disjoint streams: the test split uses a derived seed.
+        bad = [s for s in sources if s not in SOURCES]
+        if bad or not sources:
+            raise ConfigError(f"gaussians-2d: sources must be a non-empty subset of {', '.join(SOURCES)}; "
+                              f"got {list(sources)}")
         sets = toy_sets(points, seed if split == "train" else _stream_seed(seed, "test") % 2**31)
-        self.points = torch.stack([sets[k] for k in SOURCES], 1).reshape(-1, 2)   # interleaved
-        self.sources = torch.arange(len(SOURCES)).repeat(points)
+        self.points = torch.stack([sets[k] for k in sources], 1).reshape(-1, 2)   # interleaved
+        self.sources = torch.tensor([SOURCES.index(k) for k in sources]).repeat(points)
         self.length = len(self.points) if subset is None else min(subset, len(self.points))
 
     def __len__(self) -> int:
@@ -83,9 +89,11 @@ def make_dataset(split: str, size: int, *, root: Path | None = None, subset: int
                  seed: int = 0, **options) -> GaussianPoints:
     """Factory registered as ``gaussians-2d``. ``size`` and ``root`` are unused (points are 2-D).
 
-    Option: ``points`` (per source, default ``DEFAULT_POINTS``).
+    Options: ``points`` (per source, default ``DEFAULT_POINTS``), ``sources`` (which of "real",
+    "fake_close", "fake_far", default all three; the NRDS toy suite reads only "real").
     """
-    unknown = set(options) - {"points"}
+    unknown = set(options) - {"points", "sources"}
     if unknown:
-        raise ConfigError(f"gaussians-2d: unknown option(s) {', '.join(sorted(unknown))}; accepted: points")
-    return GaussianPoints(split, seed=seed, points=int(options.get("points", DEFAULT_POINTS)), subset=subset)
+        raise ConfigError(f"gaussians-2d: unknown option(s) {', '.join(sorted(unknown))}; accepted: points, sources")
+    return GaussianPoints(split, seed=seed, points=int(options.get("points", DEFAULT_POINTS)), subset=subset,
+                          sources=tuple(options.get("sources", SOURCES)))

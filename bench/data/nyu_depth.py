@@ -81,6 +81,7 @@ INFO = DatasetInfo(
             "use with citation."),
     extra={"native_size": (480, 640), "eigen_crop": (45, 471, 41, 601),
            "split_sizes": {"train": len(EIGEN_TRAIN_INDICES), "test": len(EIGEN_TEST_INDICES)}},
+    provides=("photo", "depth", "valid", "index")
 )
 
 EXPECTED = """\

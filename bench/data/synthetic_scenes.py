@@ -49,6 +49,7 @@ INFO = DatasetInfo(
                  "pinhole camera over a ground plane, with occlusion; photo, labels and metric depth "
                  "(0-10 m, sky invalid) at any size. Default 2000 train / 200 test samples."),
     source="generated on the fly by bench.data.synthetic_scenes (no download; free to use)",
+    provides=("photo", "label", "label_rgb", "depth", "index")
 )
 
 # Base colours (RGB in [0, 1]) a class draws from; each object jitters its choice.

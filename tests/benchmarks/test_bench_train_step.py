@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bench.data.base import DatasetInfo
+from bench.build import build_method
 from bench.registry import DISCRIMINATORS, METHODS, TASKS
 from methods.base import TrainContext
 
@@ -23,8 +24,8 @@ def _step_fn(disc: str, size: int, batch: int, width: int, d_steps: int = 1):
     task = TASKS.get("labels2photo").bind(INFO)
     cls = METHODS.get("pix2pix")
     opts = cls.Options(ngf=width, ndf=width, d_steps=d_steps)
-    adapter = cls(opts, task, TrainContext(torch.device("cpu")), generator="unet", discriminator=disc,
-                  image_size=size)
+    adapter = build_method("pix2pix", opts, task, TrainContext(torch.device("cpu"), image_size=size),
+                           {"G": {"name": "unet"}, "D": {"name": disc}}, image_size=size)
     b = {"label_rgb": torch.rand(batch, 3, size, size) * 2 - 1, "photo": torch.rand(batch, 3, size, size) * 2 - 1}
 
     def step():

@@ -1,0 +1,39 @@
+"""The contracts rewrite changed no number: `bench run quickstart --deterministic` gives the leaderboard
+it gave before (fixtures written by the pre-contracts code, commit 739116b, on a 2-core CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from suite_helpers import bench
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _compare(out: Path, fixture: str) -> None:
+    new = pd.read_csv(out / "leaderboard.csv")
+    old = pd.read_csv(FIXTURES / fixture)
+    assert list(new.columns) == list(old.columns)
+    text = [c for c in old.columns if c not in ("mean", "std", "published", "gap", "n")]
+    pd.testing.assert_frame_equal(new[text], old[text])
+    pd.testing.assert_series_equal(new["n"], old["n"])
+    diff = (new["mean"] - old["mean"]).abs()
+    assert diff.max() <= 1e-4, new.assign(old=old["mean"], diff=diff).sort_values("diff").tail(5)
+
+
+def test_quickstart_tiny_profile_unchanged(tmp_path):
+    out = tmp_path / "q"
+    bench("run", "quickstart", "--profile", "tiny", "--deterministic", "--no-progress", "--device", "cpu",
+          "--out", str(out), check=True)
+    _compare(out, "quickstart-tiny-before-contracts.csv")
+
+
+@pytest.mark.slow
+def test_quickstart_smoke_profile_unchanged(tmp_path):
+    out = tmp_path / "q"
+    bench("run", "quickstart", "--deterministic", "--no-progress", "--device", "cpu", "--out", str(out),
+          check=True, timeout=1800)
+    _compare(out, "quickstart-smoke-before-contracts.csv")

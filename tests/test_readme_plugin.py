@@ -1,0 +1,39 @@
+"""An outside plug-in written from the README alone: its module and suite, taken verbatim from the
+README's examples, run as rows beside a built-in one; the run remembers the plug-in for scoring."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from suite_helpers import REPO, bench
+
+
+def readme_block(name: str) -> str:
+    text = (REPO / "README.md").read_text()
+    m = re.search(rf"<!-- plugin-example:{re.escape(name)} -->\s*```\w*\n(.*?)```", text, re.S)
+    assert m, f"README.md has no example block for {name}"
+    return m.group(1)
+
+
+def test_the_readme_plugin_runs_as_rows_of_a_custom_suite(tmp_path):
+    (tmp_path / "my_plugin.py").write_text(readme_block("my_plugin.py"))
+    (tmp_path / "my_suite.toml").write_text(readme_block("my_suite.toml"))
+    out = tmp_path / "runs" / "mine"
+    env = {"PYTHONPATH": str(tmp_path)}
+    bench("--plugin", "my_plugin", "run", "my_suite.toml", "--out", str(out), "--no-progress", "--device", "cpu",
+          cwd=tmp_path, env=env, check=True)
+    board = pd.read_csv(out / "leaderboard.csv").set_index(["row", "metric"])
+    assert (board["status"] == "ok").all()
+    for row in ("PatchGAN (pix2pix)", "Tiny concat + softplus hinge"):
+        assert 0 <= board.loc[(row, "colour_shift"), "mean"] < 1          # the plug-in metric
+        assert board.loc[(row, "l1"), "mean"] > 0                         # a built-in metric beside it
+    scalars = (out / "runs" / "tiny-concat-softplus-hinge" / "seed0" / "labels2photo" / "scalars.csv").read_text()
+    assert "loss_D" in scalars.splitlines()[0]
+    run_json = next((out / "runs" / "tiny-concat-softplus-hinge").rglob("run.json")).read_text()
+    assert '"loss": "softplus-hinge"' in run_json and '"name": "tiny-concat"' in run_json
+    # scored again later, without --plugin: the run recorded its plug-in
+    r = bench("score", str(out / "runs" / "tiny-concat-softplus-hinge" / "seed0" / "labels2photo"), "--no-progress",
+              env=env, check=True)
+    assert "labels2photo/colour_shift" in r.stdout
