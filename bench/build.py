@@ -35,7 +35,17 @@ def select_device(name: str | None = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {name} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"--device {name} asked for, but Apple MPS is not available here; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and torch.cuda.is_available() \
+            and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name}: the bench runs on cpu, cuda or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} asked for, but CUDA is not available here; use --device cpu or auto")
     return dev

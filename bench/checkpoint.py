@@ -248,10 +248,11 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, modules: Mapping[str,
 def _advice(path: Path) -> str:
     """What to do about a bad checkpoint: fall back to the previous complete one, if any."""
     step = _step_of(path)
-    if step is not None and path.parent.name == CHECKPOINTS_DIR:
-        earlier = [p for p in list_checkpoints(path.parent.parent) if (_step_of(p) or 0) < step]
-        if earlier:
-            return f"delete {path} to resume from {earlier[-1].name}, the previous complete checkpoint"
+    if step is None or path.parent.name != CHECKPOINTS_DIR:     # never advise deleting what is not a checkpoint
+        return f"pass a checkpoint directory (<run>/{CHECKPOINTS_DIR}/step_XXXXXXXX) or a run folder"
+    earlier = [p for p in list_checkpoints(path.parent.parent) if (_step_of(p) or 0) < step]
+    if earlier:
+        return f"delete {path} to resume from {earlier[-1].name}, the previous complete checkpoint"
     return f"delete {path} and start the run again (no earlier complete checkpoint exists)"
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Iterator
 
 from bench.errors import BenchError, ConfigError
+from bench.lock import folder_lock
+from bench.schema import slug
+from bench.suite import RESULTS_FILE
 
 log = logging.getLogger("bench")
 
@@ -24,6 +27,8 @@ def _suite(name: str):
     from bench.config import load_suite
     from bench.registry import SUITES
     p = Path(name)
+    if p.is_dir():
+        raise ConfigError(f"{p} is a folder; give a suite name ({', '.join(SUITES.names())}) or a .toml file")
     if p.suffix == ".toml" or p.exists():
         return load_suite(p)
     if name not in SUITES:
@@ -45,6 +50,27 @@ def plugin_faults(run_dir: Path) -> Iterator[None]:
     except Exception as e:  # noqa: BLE001
         from bench.failures import describe_failure
         raise PluginFault(describe_failure(e, run_dir)) from e
+
+
+def _out(value: str | None, suite_name: str) -> Path:
+    out = Path(value or Path("runs") / suite_name)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
+    return out
+
+
+def _rows(suite, values: list[str] | None) -> list[str] | None:
+    """``--rows A,B`` (repeatable): each value is a row name or slug, else a comma-separated list of them
+    (so a row whose name holds a comma is still reachable)."""
+    if not values:
+        return None
+    names = {r.name for r in suite.rows} | {slug(r.name) for r in suite.rows}
+    out: list[str] = []
+    for v in values:
+        out += [v.strip()] if v.strip() in names else [p.strip() for p in v.split(",") if p.strip()]
+    for r in out:
+        suite.row(r)                       # unknown rows: one line naming the rows there are
+    return out
 
 
 def _seeds(n: int | None) -> list[int] | None:
@@ -74,11 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import run_suite
     from leaderboards.build import write_leaderboard
     suite = _suite(args.suite)
-    rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
-    out = Path(args.out or Path("runs") / suite.name)
+    rows = _rows(suite, args.rows)
+    out = _out(args.out, suite.name)
     report = run_suite(suite, out, profile=args.profile, rows=rows, seeds=_seeds(args.seeds),
                        device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
-                       progress=not args.no_progress, leaderboard=write_leaderboard)
+                       force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard)
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
           f"in {report.seconds:.0f} s")
     for f in report.failed:
@@ -97,13 +123,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     specs = [s for s in expand(suite, args.profile, [args.row], [args.seed]) if s.task == (args.task or s.task)]
     if args.task and not specs:
         raise ConfigError(f"suite '{suite.name}' has no task '{args.task}'; tasks: {', '.join(suite.suite.tasks)}")
-    out = Path(args.out or Path("runs") / suite.name)
-    for spec in specs[:1] if args.task else specs:
-        with plugin_faults(spec.run_dir(out)):
-            o = train(spec, spec.run_dir(out), device=select_device(args.device), deterministic=args.deterministic,
-                      resume=args.resume, progress=not args.no_progress)
-        print(f"{spec.row} | {spec.task} | seed {spec.seed}: {o.status} at step {o.step}"
-              + (f" ({o.reason})" if o.reason else "") + (f" -> {o.checkpoint}" if o.checkpoint else ""))
+    out = _out(args.out, suite.name)
+    device = select_device(args.device)
+    with folder_lock(out):
+        for spec in specs[:1] if args.task else specs:
+            with plugin_faults(spec.run_dir(out)):
+                o = train(spec, spec.run_dir(out), device=device, deterministic=args.deterministic,
+                          resume=args.resume or args.force_resume, force_resume=args.force_resume,
+                          progress=not args.no_progress)
+            print(f"{spec.row} | {spec.task} | seed {spec.seed}: {o.status} at step {o.step}"
+                  + (f" ({o.reason})" if o.reason else "") + (f" -> {o.checkpoint}" if o.checkpoint else ""))
     return 0
 
 
@@ -114,6 +143,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from bench.runspec import RunSpec
     from bench.score import score_run
     path = Path(args.checkpoint)
+    if (path / RESULTS_FILE).is_file() or (path / "runs").is_dir():
+        raise ConfigError(f"{path} is a suite's output folder; pass one run's folder "
+                          f"({path}/runs/<row>/seed<k>/<task>) or one of its checkpoints")
     if (path / "checkpoints").is_dir():
         latest = ckpt.latest_checkpoint(path)
         if latest is None:
@@ -179,10 +211,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="train, score and tabulate a suite")
     s.add_argument("suite", help="a registered suite name or a .toml path")
     s.add_argument("--profile", help="smoke | short | full (default: the suite's)")
-    s.add_argument("--rows", help="comma-separated row names (default: all)")
+    s.add_argument("--rows", action="append", help="row names or slugs, comma-separated or repeated (default: all)")
     s.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: the suite's)")
     s.add_argument("--out", help="output folder (default: runs/<suite>)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    s.add_argument("--force-resume", action="store_true",
+                   help="resume even where a run's checkpoint was made with another configuration")
     s.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact on CPU)")
     common(s)
     s.set_defaults(func=cmd_run)
@@ -195,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--profile")
     s.add_argument("--out")
     s.add_argument("--resume", action="store_true")
+    s.add_argument("--force-resume", action="store_true")
     s.add_argument("--deterministic", action="store_true")
     common(s)
     s.set_defaults(func=cmd_train)

@@ -63,6 +63,8 @@ class Profile:
     log_every: int = doc("Write losses to scalars.csv / TensorBoard every N steps.", 50)
     num_workers: int = doc("Data-loading worker processes.", 0)
     amp: bool = doc("bf16 autocast on CUDA (ignored on CPU).", True)
+    explode_above: float | None = doc("A run whose loss exceeds this in absolute value has diverged (none: "
+                                      "only non-finite losses count).", 1e8)
     options: dict[str, Any] = doc("Method option overrides for this profile (merged over `[options]`).",
                                   factory=dict)
     dataset_options: dict[str, Any] = doc("Dataset option overrides for this profile.", factory=dict)
@@ -154,6 +156,12 @@ def load_suite(path: str | Path) -> Suite:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"suite file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a suite file (.toml)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {e.start}); save the suite file as UTF-8 TOML") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read suite file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
     return parse_suite(data, source=source, path=str(path))

@@ -222,6 +222,8 @@ class MethodAdapter:
     outputs: ClassVar[dict[str, str]] = {"y": "y"}
     #: the sample requests this method answers ("batch": conditional on data; "prior": z and labels)
     samples_from: ClassVar[tuple[str, ...]] = ("batch",)
+    #: False for a fixed model with nothing to train (profiles may then say steps = 0)
+    trainable: ClassVar[bool] = True
     d_steps_per_g: int = 1
 
     def __init__(self, options: Any, task: "TaskSpec", ctx: TrainContext,
@@ -346,6 +348,11 @@ class Scorer:
     def score_reference(self, batch: Batch) -> torch.Tensor | None:
         """The 'oracle' prediction for this batch (the real target), or None if not meaningful."""
         return self.ctx.task.y(batch)
+
+    @classmethod
+    def preflight(cls, ctx: ScoreContext) -> None:
+        """Before any training: check that what this scorer will read (weights, extractors) is there,
+        raising a one-line ``BenchError`` that says what to fetch. Default: nothing to check."""
 
     @classmethod
     def is_higher_better(cls, key: str) -> bool:

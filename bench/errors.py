@@ -26,11 +26,12 @@ class CheckpointError(BenchError):
 
 
 class DivergenceError(BenchError):
-    """A loss became non-finite during training."""
+    """Training blew up: a loss became non-finite or exploded, or a model holds non-finite values."""
 
-    def __init__(self, step: int, name: str, value: float):
+    def __init__(self, step: int, name: str, value: float, detail: str = ""):
         self.step, self.name, self.value = step, name, value
-        super().__init__(f"training diverged: loss '{name}' = {value} at step {step}")
+        what = detail or f"loss '{name}' = {value}"
+        super().__init__(f"training diverged: {what} at step {step}")
 
 
 class MetricError(BenchError):

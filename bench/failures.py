@@ -16,10 +16,19 @@ ERROR_FILE = "error.txt"
 
 
 def failure_reason(e: BaseException) -> str:
-    """One line: a BenchError's own message; any other exception's type and first line."""
+    """One line: a BenchError's own message; any other exception's type and first line.
+
+    An error re-raised by a DataLoader worker carries the worker's whole traceback in its message
+    ("Caught DataError in DataLoader worker process 0 ... Original Traceback ..."): its last line,
+    the original message, is the one told.
+    """
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        last = lines[-1]
+        head, sep, rest = last.partition(": ")
+        lines = [rest if sep and "." in head and " " not in head else last]
     if isinstance(e, BenchError):
-        return str(e)
-    lines = str(e).strip().splitlines()
+        return lines[0] if lines else type(e).__name__
     return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
 
 

@@ -22,13 +22,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench import checkpoint as ckpt
+from bench import failpoints
+from bench.errors import ConfigError
 from bench.failures import describe_failure
 from bench.provenance import code_version
 from bench.registry import RUNNERS
 from bench.results import ResultRecord
 from bench.runspec import RunSpec, expand
 from bench.score import entries, joint_entries, score_joint, score_run
-from bench.train import read_status, train
+from bench.score import preflight as score_preflight
+from bench.train import check_resume, read_status, train
 from bench.validate import validate_models_and_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def record(spec: RunSpec, metric: str, value: float | None, checkpoint: str, phash: str,
@@ -66,25 +69,36 @@ def _scored(store: "ResultStore", spec: RunSpec, joint: str | None = None) -> bo
     return any(feeds.get(r.protocol_hash) == f"joint:{joint}" for r in recs)
 
 
+def _trained(run_dir: Path) -> Path | None:
+    """The final checkpoint of a run whose training completed (None: not complete, or its checkpoints
+    are gone, in which case it is trained again)."""
+    status = read_status(run_dir)
+    if not status or status.get("status") != "complete":
+        return None
+    last = ckpt.latest_checkpoint(run_dir)
+    if last is None:
+        log.warning("%s says complete but holds no checkpoint; training it again", run_dir)
+    return last
+
+
 def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.device, deterministic: bool,
-            resume: bool, progress: bool) -> tuple[str, Path | None]:
+            resume: bool, progress: bool, force_resume: bool = False) -> tuple[str, Path | None]:
     """Train (if needed) and score one run: ("ok" | "failed" | "skipped", its checkpoint)."""
     run_dir = spec.run_dir(out)
     has_own = any(e.feed != "joint" for e in entries(spec))
-    if resume and spec.kind == "model" and (status := read_status(run_dir)) and status.get("status") == "complete" \
-            and (not has_own or _scored(store, spec)):
-        return "skipped", ckpt.latest_checkpoint(run_dir)
+    done = _trained(run_dir) if resume and spec.kind == "model" else None
+    if done is not None and (not has_own or _scored(store, spec)):
+        return "skipped", done
     if resume and spec.kind != "model" and _scored(store, spec):
         return "skipped", None
     checkpoint = None
     try:
         if spec.kind == "model":
-            status = read_status(run_dir)
-            if resume and status and status.get("status") == "complete":
-                checkpoint = ckpt.latest_checkpoint(run_dir)
+            if done is not None:
+                checkpoint = done
             else:
                 outcome = train(spec, run_dir, device=device, deterministic=deterministic, resume=resume,
-                                progress=progress)
+                                progress=progress, force_resume=force_resume)
                 if outcome.status != "complete":
                     store.append([record(spec, "train", None, "", "", "failed", outcome.reason)])
                     return "failed", None
@@ -101,6 +115,7 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
         store.add_protocol(h, p)
     rel = str(checkpoint.relative_to(out)) if checkpoint is not None else ""
     store.append([record(spec, k, v, rel, scored.protocol_hashes[k]) for k, v in scored.values.items()])
+    failpoints.reached("records")
     return "ok", checkpoint
 
 
@@ -143,21 +158,30 @@ class TrainScoreRunner:
         validate_models_and_metrics(suite, source)
 
     @staticmethod
-    def preflight(suite: "Suite", specs: list[RunSpec]) -> None:
-        """Fail before any work when the suite's data is missing or cannot serve its tasks."""
-        from bench.build import bind_task, build_dataset
+    def preflight(suite: "Suite", specs: list[RunSpec], device: torch.device | None = None, *,
+                  out: Path | None = None, resume: bool = False, force_resume: bool = False) -> None:
+        """Fail before any work when the suite's data, weights or extractors are missing, its data cannot
+        serve its tasks (one check per task and row kind), or a run to resume was trained otherwise."""
         seen = set()
         for spec in specs:
-            if spec.task in seen:
+            if (spec.task, spec.kind) in seen:
                 continue
-            seen.add(spec.task)
-            data = build_dataset(spec, "test", spec.profile_settings.image_size, 1)
-            bind_task(spec, data)
+            seen.add((spec.task, spec.kind))
+            score_preflight(spec, device or torch.device("cpu"))
+        for spec in specs if out is not None else []:
+            if spec.kind != "model":
+                continue
+            run_dir = spec.run_dir(out)
+            if resume:
+                check_resume(spec, run_dir, force_resume)
+            elif ckpt.list_checkpoints(run_dir):
+                raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose "
+                                  "a new --out")
 
     @staticmethod
     def run(suite: "Suite", out: Path, store: "ResultStore", *, profile: str, rows: list[str] | None,
             seeds: list[int], device: torch.device, deterministic: bool, resume: bool, progress: bool,
-            **_: Any) -> tuple[int, int, list[str]]:
+            force_resume: bool = False, **_: Any) -> tuple[int, int, list[str]]:
         specs = expand(suite, profile, rows, seeds)
         ran = skipped = 0
         failed: list[str] = []
@@ -165,7 +189,7 @@ class TrainScoreRunner:
         for i, spec in enumerate(specs, 1):
             log.info("[%d/%d] %s | %s | seed %d", i, len(specs), spec.row, spec.task, spec.seed)
             status, checkpoint = run_one(spec, out, store, device=device, deterministic=deterministic,
-                                         resume=resume, progress=progress)
+                                         resume=resume, progress=progress, force_resume=force_resume)
             if status == "skipped":
                 skipped += 1
             else:

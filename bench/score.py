@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import checkpoint as ckpt
+from bench import failpoints
 from bench.batches import eval_loader
 from bench.build import bind_task, build_adapter, build_dataset, train_context
 from bench.contracts import FromBatch, FromPrior, MethodAdapter, ScoreContext, derive_seed, scorer_feed
@@ -29,6 +30,7 @@ from bench.provenance import protocol_hash
 from bench.registry import METHODS, METRICS
 from bench.runspec import RunSpec
 from bench.tasks import TaskSpec
+from bench.train import check_finite
 from bench.validate import parse_metric
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,8 @@ def open_model(spec: RunSpec, checkpoint: Path | None, task: TaskSpec, device: t
         raise MetricError(f"run '{spec.row}' / {spec.task} / seed {spec.seed} has no checkpoint to score; "
                           "train it first (bench train) or rerun with --resume")
     adapter = build_adapter(spec, task, train_context(spec, device))
-    ckpt.load_checkpoint(checkpoint, adapter.modules, None)
+    loaded = ckpt.load_checkpoint(checkpoint, adapter.modules, None)
+    check_finite(adapter.modules, loaded.step)          # a blown-up model is never scored
     return adapter
 
 
@@ -162,6 +165,18 @@ def _sampling(spec: RunSpec, adapter: MethodAdapter | None, task: TaskSpec) -> d
     return out
 
 
+def preflight(spec: RunSpec, device: torch.device) -> None:
+    """Everything a run's scoring will read, checked before any training: the test split, the task's
+    fit to it, and each scorer's own inputs (``Scorer.preflight``: weights files, extractors)."""
+    prof = spec.profile_settings
+    data = build_dataset(spec, "test", prof.image_size, 1)
+    task = bind_task(spec, data)
+    for e in entries(spec):
+        check = getattr(e.cls, "preflight", None)
+        if check is not None:
+            check(_context(spec, e, task, device))
+
+
 def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
               progress: bool = True) -> ScoreOutcome:
     """Score one run's paired and sample-fed metrics (joint ones are scored by :func:`score_joint`)."""
@@ -186,6 +201,7 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
             if p is not None:
                 s.update(p, batch)
                 fed[e.text] += 1
+        failpoints.reached("score-batch")
 
     values: dict[str, float] = {}
     hashes: dict[str, str] = {}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from bench.errors import ConfigError
+from bench.lock import folder_lock
 from bench.registry import RUNNERS
 from bench.results import ResultStore
 from bench.runspec import expand
@@ -48,28 +49,41 @@ class SuiteReport:
     leaderboard: Path | None = None
 
 
+def holds_results(out: Path) -> bool:
+    """Whether ``out`` holds result records (an empty store, left by an error, does not count)."""
+    db = Path(out) / RESULTS_FILE
+    return db.is_file() and ResultStore(db).count() > 0
+
+
 def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: list[str] | None = None,
               seeds: list[int] | None = None, device: torch.device, deterministic: bool = False,
-              resume: bool = False, progress: bool = True,
+              resume: bool = False, progress: bool = True, force_resume: bool = False,
               leaderboard: LeaderboardWriter | None = None) -> SuiteReport:
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     pname = profile or suite.suite.default_profile
     suite.profile(pname)  # an unknown profile fails before anything is written
     seeds = seeds if seeds is not None else suite.suite.seeds
     runner = RUNNERS.get(suite.suite.runner)
-    if not resume and (out / RESULTS_FILE).exists():
-        raise ConfigError(f"{out} already holds results; pass --resume to continue that run or choose a new --out")
+    resume = resume or force_resume
+    refuse = ConfigError(f"{out} already holds results; pass --resume to continue that run or choose a new --out")
+    if not resume and holds_results(out):
+        raise refuse
     preflight = getattr(runner, "preflight", None)
     if preflight is not None:
-        preflight(suite, expand(suite, pname, rows, seeds))
-    out.mkdir(parents=True, exist_ok=True)
-    store = ResultStore(out / RESULTS_FILE)
-    report = SuiteReport(out)
-    t0 = time.perf_counter()
-    report.ran, report.skipped, report.failed = runner.run(
-        suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device, deterministic=deterministic,
-        resume=resume, progress=progress)
-    report.seconds = time.perf_counter() - t0
-    if leaderboard is not None:
-        report.leaderboard = leaderboard(suite, store, out, pname)
+        preflight(suite, expand(suite, pname, rows, seeds), device, out=out, resume=resume,
+                  force_resume=force_resume)
+    with folder_lock(out):
+        if not resume and holds_results(out):     # again, now that no other process can write
+            raise refuse
+        store = ResultStore(out / RESULTS_FILE)
+        report = SuiteReport(out)
+        t0 = time.perf_counter()
+        report.ran, report.skipped, report.failed = runner.run(
+            suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device, deterministic=deterministic,
+            resume=resume, progress=progress, force_resume=force_resume)
+        report.seconds = time.perf_counter() - t0
+        if leaderboard is not None:
+            report.leaderboard = leaderboard(suite, store, out, pname)
     return report

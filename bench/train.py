@@ -18,10 +18,11 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import checkpoint as ckpt
+from bench import failpoints
 from bench.batches import batch_loader, jitter
 from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
 from bench.errors import ConfigError, DivergenceError
-from bench.provenance import code_version, git_commit, versions
+from bench.provenance import code_version, git_commit, protocol_hash, versions
 from bench.registry import loaded_plugins
 from bench.runspec import RunSpec
 from bench.scalars import ScalarLog
@@ -57,16 +58,58 @@ def _write_status(run_dir: Path, **status: Any) -> None:
     tmp.replace(p)
 
 
+#: profile keys that may change between an interrupted run and its resumption
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "eval_subset",
+                     "eval_batch_size", "explode_above")
+
+
+def training_config(spec: RunSpec) -> dict[str, Any]:
+    """What defines the trained weights: the spec without its scoring and bookkeeping settings."""
+    d = spec.to_dict()
+    for k in ("metrics", "metric_options"):
+        d.pop(k, None)
+    d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE_CHANGES}
+    return d
+
+
 def run_info(spec: RunSpec, deterministic: bool, device: torch.device) -> dict[str, Any]:
-    return {"spec": spec.to_dict(), "deterministic": deterministic, "device": str(device),
-            "versions": versions(), "git_commit": git_commit(), "code_version": code_version(),
-            "plugins": loaded_plugins()}
+    config = training_config(spec)
+    return {"spec": spec.to_dict(), "config_hash": protocol_hash(config), "training_config": config,
+            "deterministic": deterministic, "device": str(device), "versions": versions(),
+            "git_commit": git_commit(), "code_version": code_version(), "plugins": loaded_plugins()}
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def check_resume(spec: RunSpec, run_dir: Path, force: bool = False) -> None:
+    """Refuse (one line) to resume a run whose newest checkpoint was made with another configuration."""
+    last = ckpt.latest_checkpoint(run_dir)
+    if last is None or force:
+        return
+    saved = ckpt.read_run_info(last)
+    now = training_config(spec)
+    if saved.get("config_hash") in (None, protocol_hash(now)):
+        return
+    old, new = _flat(saved.get("training_config") or {}), _flat(now)
+    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+    raise ConfigError(f"{run_dir} was trained with another configuration ({shown or 'config hash differs'}); "
+                      "pass --force-resume to continue it anyway, or choose a new --out")
 
 
 def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: bool = False,
-          resume: bool = False, progress: bool = True) -> TrainOutcome:
+          resume: bool = False, progress: bool = True, force_resume: bool = False) -> TrainOutcome:
     """Train one run. A non-finite loss ends it as ``failed`` (recorded, not raised)."""
     run_dir = Path(run_dir)
+    if resume:
+        check_resume(spec, run_dir, force_resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     prof = spec.profile_settings
     t0 = time.perf_counter()
@@ -116,17 +159,20 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
             batch = ctx.to_device(batch)
             update_g = (i + 1) % d_per_g == 0
             losses = adapter.train_step(batch, step, update_g)
-            _guard(losses, step + 1)
+            _guard(losses, step + 1, prof.explode_above)
             if not update_g:
                 continue
             step += 1
             bar.update(1)
+            failpoints.reached("train-step")
             if step % prof.log_every == 0 or step == prof.steps:
                 vals = {k: float(v) for k, v in losses.items()}
                 scalars.write(step, vals)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if k in ("loss_D", "loss_G")})
             if step % prof.checkpoint_every == 0 or step == prof.steps:
+                check_finite(adapter.modules, step)
                 last_ckpt = save(step)
+                failpoints.reached("checkpoint")
     except DivergenceError as e:
         _write_status(run_dir, status="failed", step=e.step, reason=str(e))
         log.warning("%s: %s", run_dir, e)
@@ -140,8 +186,8 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     return TrainOutcome("complete", step, last_ckpt, "", time.perf_counter() - t0)
 
 
-def _guard(losses: dict[str, torch.Tensor], step: int) -> None:
-    """Raise DivergenceError naming the first non-finite loss (one host sync per step)."""
+def _guard(losses: dict[str, torch.Tensor], step: int, explode_above: float | None = None) -> None:
+    """Raise DivergenceError naming the first non-finite (or exploded) loss; one host sync per step."""
     if not losses:
         return
     names = list(losses)
@@ -149,3 +195,15 @@ def _guard(losses: dict[str, torch.Tensor], step: int) -> None:
     for n, v in zip(names, vals):
         if not math.isfinite(v):
             raise DivergenceError(step, n, v)
+        if explode_above is not None and abs(v) > explode_above:
+            raise DivergenceError(step, n, v, f"loss '{n}' = {v:.4g} exceeds explode_above = {explode_above:g}")
+
+
+def check_finite(modules: dict[str, torch.nn.Module], step: int) -> None:
+    """Raise DivergenceError when a parameter or buffer (e.g. BatchNorm statistics) is not finite."""
+    for mname, module in modules.items():
+        for kind, tensors in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
+            for key, t in tensors:
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise DivergenceError(step, mname, math.nan,
+                                          f"module '{mname}' holds non-finite values in {kind} '{key}'")

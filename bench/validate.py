@@ -141,10 +141,10 @@ def resolve_components(suite: "Suite", row_index: int) -> dict[str, dict[str, An
 
 # --- method options -----------------------------------------------------------------------------
 
-def _check_registry_refs(options: Any, source: str, section: str) -> None:
+def _check_registry_refs(options: Any, source: str, section: str, only: set[str] | None = None) -> None:
     for f in dataclasses.fields(options):
         kind = f.metadata.get("registry")
-        if not kind:
+        if not kind or (only is not None and f.name not in only):
             continue
         value = getattr(options, f.name)
         names = list(value) if isinstance(value, (dict, list, tuple)) else [value]
@@ -169,8 +169,9 @@ def method_options(suite: "Suite", row_index: int, profile: str | None = None) -
     shared = dict(suite.options)
     if profile is not None:
         shared.update(suite.profile(profile).options)
-    parse_dataclass(default.Options, shared, source=src,
-                    section=f"options] / [profiles.{profile}.options" if profile else "options")
+    shared_section = f"options] / [profiles.{profile}.options" if profile else "options"
+    _check_registry_refs(parse_dataclass(default.Options, shared, source=src, section=shared_section), src,
+                         shared_section, only=set(shared))
     if cls is not default:
         known = {f.name for f in dataclasses.fields(cls.Options)}
         shared = {k: v for k, v in shared.items() if k in known}
@@ -260,5 +261,9 @@ def validate_models_and_metrics(suite: "Suite", source: str) -> None:
         if row.kind != "model":
             continue
         resolve_components(suite, i)
+        cls = METHODS.get(row.method or s.method)
         for p in [None, *suite.profiles]:
             method_options(suite, i, p)
+            if p is not None and suite.profiles[p].steps == 0 and getattr(cls, "trainable", True):
+                raise ConfigError(f"{source}: [profiles.{p}] steps = 0, but method '{row.method or s.method}' "
+                                  f"(row '{row.name}') has weights to train; give steps >= 1")

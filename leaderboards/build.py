@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
+from bench import failpoints
 from bench.config import Suite
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
         for task in suite.suite.tasks:
             r_task = recs[recs["task"] == task] if len(recs) else recs
             ok = r_task[r_task["status"] == "ok"] if len(r_task) else r_task
-            failed = r_task[r_task["status"] == "failed"] if len(r_task) else r_task
+            failed = _current_failures(r_task)
             task_ok = ok_all[ok_all["task"] == task] if len(ok_all) else ok_all
             metrics = _columns_for(suite, task, task_ok, [r.published for r in suite.rows])
             if not metrics and len(failed):
@@ -56,6 +58,18 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
                             "gap": mean - pub if pub is not None and len(vals) else math.nan,
                             "status": status, "reason": reason})
     return pd.DataFrame(out, columns=LONG_COLUMNS)
+
+
+def _current_failures(recs: pd.DataFrame) -> pd.DataFrame:
+    """Failed records not superseded by a newer ok record of the same seed (a run re-done since)."""
+    if not len(recs):
+        return recs
+    failed, ok = recs[recs["status"] == "failed"], recs[recs["status"] == "ok"]
+    if not len(failed) or not len(ok) or "time" not in recs:
+        return failed
+    last_ok = ok.groupby("seed")["time"].max()
+    keep = [not (seed in last_ok.index and last_ok[seed] >= t) for seed, t in zip(failed["seed"], failed["time"])]
+    return failed[keep]
 
 
 def _columns_for(suite: Suite, task: str, ok: pd.DataFrame, published: list[dict[str, float]]) -> list[str]:
@@ -149,6 +163,11 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def _md_cell(v: object) -> object:
+    """A table cell that cannot break the markdown table (a ``|`` in a row name)."""
+    return v.replace("|", "\\|").replace("\n", " ") if isinstance(v, str) else v
+
+
 def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: dict[str, str],
                     higher: Mapping[str, bool] | None = None) -> str:
     s = suite.suite
@@ -158,7 +177,9 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
         lines.append(f"reproduces: {s.reference}")
     seeds = sorted(set(long["n"])) if len(long) else []
     lines += [f"seeds per cell: {', '.join(map(str, seeds))} (mean ± sample std over seeds)", ""]
-    lines.append(wide_table(long).to_markdown(index=False))
+    wide = wide_table(long)
+    wide.columns = [_md_cell(c) for c in wide.columns]
+    lines.append(wide.map(_md_cell).to_markdown(index=False))
     agree = rank_agreement(long, higher if higher is not None else directions(suite, long))
     if len(agree):
         lines += ["", "## Ranking agreement with the paper", "", agree.to_markdown(index=False, floatfmt=".3f")]
@@ -212,24 +233,42 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     long = leaderboard_frame(suite, records)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    long.assign(profile=profile).to_csv(out / "leaderboard.csv", index=False)
+    _atomic_text(out / "leaderboard.csv", long.assign(profile=profile).to_csv(index=False))
+    failpoints.reached("leaderboard")
     hashes = sorted(set(records["protocol_hash"]) - {""}) if len(records) else []
     full = {h: store.protocol(h) or {} for h in hashes}
     protocols = {h: _describe(p) for h, p in full.items()}
     md = out / "leaderboard.md"
-    md.write_text(render_markdown(suite, long, profile, protocols, directions(suite, long, full, records)))
+    _atomic_text(md, render_markdown(suite, long, profile, protocols, directions(suite, long, full, records)))
+    png = out / "leaderboard.png"
+    tmp = png.with_name(f".{png.stem}.{os.getpid()}.tmp.png")
     try:
-        plot(long, out / "leaderboard.png", f"{suite.suite.title or suite.name} ({profile})")
+        if plot(long, tmp, f"{suite.suite.title or suite.name} ({profile})") is not None:
+            os.replace(tmp, png)
     except Exception as e:  # a plot must never lose the table
         log.warning("could not draw leaderboard.png: %s", e)
+    finally:
+        tmp.unlink(missing_ok=True)
     return md
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a kill leaves the old file or
+    the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _describe(protocol: dict | None) -> str:
     if not protocol:
         return "?"
     sc = protocol.get("scorer", {})
-    parts = [f"{protocol.get('metric')}", f"{protocol.get('num_samples')} test samples at {protocol.get('image_size')} px"]
+    parts = [f"{protocol.get('metric')}",
+             f"{protocol.get('num_samples')} test samples at {protocol.get('image_size')} px"]
     if isinstance(sc, dict):
         parts += [f"{k}={v}" for k, v in sc.items() if k != "scorer" and not isinstance(v, (dict, list))]
     return ", ".join(str(p) for p in parts)

@@ -39,7 +39,7 @@ from bench.contracts import ComponentArgs, MethodAdapter, Slot, TrainContext
 from bench.errors import ConfigError
 from bench.tasks import TaskSpec
 from methods.crf import DenseCRF, GaussianCRF
-from methods.init import init_weights
+from methods.init import check_options, init_weights
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class CNNCRF(MethodAdapter):
         eval_mode: bool = True             # G in eval() for generate()
 
         def __post_init__(self) -> None:
+            check_options(self, positive=("lr", "logit_scale", "init_gain"), at_least_one=("crf_iterations", "ngf"),
+                          unit=("beta1", "beta2", "dropout"))
             if self.mode not in MODES:
                 raise ConfigError(f"cnn-crf mode must be one of: {', '.join(MODES)}; got '{self.mode}'")
             if self.crf_filter not in FILTERS:

@@ -28,6 +28,7 @@ class FixedGaussian(MethodAdapter):
                 raise ConfigError("gaussian: mean must be a non-empty list and std positive")
 
     samples_from = ("prior",)
+    trainable = False
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
         return {}

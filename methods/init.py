@@ -126,3 +126,20 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     vectors are buffers, not parameters.
     """
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def check_options(o: object, *, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),
+                  non_negative: tuple[str, ...] = (), unit: tuple[str, ...] = ()) -> None:
+    """Range checks of a method's options (raised at parse time, one line): ``unit`` means [0, 1)."""
+    for k in positive:
+        if not getattr(o, k) > 0:
+            raise ConfigError(f"option '{k}' must be positive, got {getattr(o, k)}")
+    for k in at_least_one:
+        if getattr(o, k) < 1:
+            raise ConfigError(f"option '{k}' must be at least 1, got {getattr(o, k)}")
+    for k in non_negative:
+        if getattr(o, k) < 0:
+            raise ConfigError(f"option '{k}' must not be negative, got {getattr(o, k)}")
+    for k in unit:
+        if not 0 <= getattr(o, k) < 1:
+            raise ConfigError(f"option '{k}' must be in [0, 1), got {getattr(o, k)}")

@@ -21,7 +21,7 @@ from bench.contracts import (AdvTerms, ComponentArgs, DOutput, MethodAdapter, Sl
                              registry_ref)
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
-from methods.init import init_weights
+from methods.init import check_options, init_weights
 from methods.regularizers import Regularizers
 
 
@@ -43,6 +43,10 @@ class Pix2Pix(MethodAdapter):
         dropout: float = 0.5
         init_gain: float = 0.02
         eval_mode: bool = True           # G in eval() for scoring (pix2pix's test script keeps train())
+
+        def __post_init__(self) -> None:
+            check_options(self, positive=("lr_g", "lr_d", "d_loss_weight", "init_gain"), at_least_one=(
+                "d_steps", "ngf", "ndf"), non_negative=("lambda_l1",), unit=("beta1", "beta2", "dropout"))
 
     slots = {
         "G": Slot("generators", "unet", args=("in_channels", "out_channels"),

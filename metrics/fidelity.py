@@ -329,6 +329,11 @@ class FIDScorer(Scorer):
     def _u8(x: torch.Tensor) -> torch.Tensor:
         return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
+    @classmethod
+    def preflight(cls, ctx: ScoreContext) -> None:
+        """The feature extractor's weights (Inception from a local file on machines without network)."""
+        ex.resolve_weights(ctx.options.get("extractor", "inception-v3-compat"), ctx.options.get("weights_path"))
+
     def update(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         self._gen.append(self._u8(pred))
         self._real.append(self._u8(self.ctx.task.y(batch)))

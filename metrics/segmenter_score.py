@@ -31,7 +31,7 @@ from bench.errors import MetricError
 from bench.registry import METRICS
 from metrics.base import ScoreContext, Scorer
 from metrics.segmentation import confusion_matrix, scores
-from metrics.segmenters import IGNORE, build_segmenter, default_segmenter
+from metrics.segmenters import IGNORE, build_segmenter, check_segmenter, default_segmenter
 
 
 @METRICS.register("segmenter-score")
@@ -87,6 +87,11 @@ class SegmenterScorer(Scorer):
                               "split has labels other than the ignore index")
         s = scores(self.cm)
         return {k: s[k] for k in self.keys}
+
+    @classmethod
+    def preflight(cls, ctx: ScoreContext) -> None:
+        """The scoring segmenter's inputs: the ESPNet weights file, or a labelled training split."""
+        check_segmenter(str(ctx.options.get("segmenter") or default_segmenter(ctx)), ctx)
 
     def score_reference(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The real photo: scoring it gives the oracle row (the segmenter on real images)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -149,6 +150,21 @@ def default_segmenter(ctx: ScoreContext) -> str:
     64x64, one core) for nearly the same accuracy on synthetic scenes (see ``metrics.smp_training``).
     """
     return "espnet-cityscapes" if ctx.task.info.name == "cityscapes" else "smp-pspnet"
+
+
+def check_segmenter(name: str, ctx: ScoreContext) -> None:
+    """Cheap checks that segmenter ``name`` can be built for ``ctx`` (run before any training)."""
+    if name not in SEGMENTERS:
+        raise ConfigError(f"unknown segmenter '{name}'; choose one of: {', '.join(SEGMENTERS.names())}")
+    if name == "espnet-cityscapes":
+        path = ctx.options.get("weights") or default_weights_path()
+        if not Path(path).is_file():
+            raise MetricError(f"ESPNet weights not found at {path}; put espnet_p_2_q_8.pth there, or set "
+                              "BENCH_DATA_ROOT to the folder holding espnet_cityscapes/ (or [metric_options."
+                              "segmenter-score] weights)")
+    elif ctx.train_data is None:
+        raise MetricError(f"segmenter '{name}' is trained on the dataset's training split, which this "
+                          "scoring context does not give")
 
 
 def build_segmenter(name: str, ctx: ScoreContext) -> ScoringSegmenter:

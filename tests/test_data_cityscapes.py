@@ -7,6 +7,7 @@ per module into a temporary folder. The official layout is tested on a fixture w
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import tarfile
 import zipfile
@@ -255,3 +256,69 @@ def test_layout_helpers_and_unwritable_root(tmp_path: Path):
     blocker.write_text("x")
     with pytest.raises(DataError, match="cannot write"):
         cs.prepare(tmp_path, blocker / "cityscapes")
+
+
+# -- faults: bad files, broken archives, interrupted preparation -----------------------------------
+
+def _pix2pix_tar(path: Path, n: int, *, truncate: bool = False) -> Path:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 32), (128, 64, 128)).save(buf, format="JPEG")
+    data = buf.getvalue()
+    with tarfile.open(path, "w") as tf:
+        for k in range(n):
+            info = tarfile.TarInfo(f"cityscapes/val/{k + 1}.jpg")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    if truncate:
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+    return path
+
+
+def test_a_zero_byte_image_is_a_one_line_data_error(tmp_path: Path):
+    root = cs.prepare(_pix2pix_tar(tmp_path / "v.tar", 3), tmp_path / "cs")
+    (root / "val" / "2.jpg").write_bytes(b"")
+    ds = cs.make_dataset("test", 32, root=root)
+    assert ds[0]["photo"].shape == (3, 32, 32)
+    with pytest.raises(DataError) as e:
+        ds[1]
+    msg = str(e.value)
+    assert "\n" not in msg and "2.jpg" in msg and "bench data check cityscapes" in msg
+
+
+def test_a_truncated_archive_is_a_one_line_error_and_prepares_nothing(tmp_path: Path):
+    root = tmp_path / "cs"
+    with pytest.raises(DataError) as e:
+        cs.prepare(_pix2pix_tar(tmp_path / "v.tar", 40, truncate=True), root)
+    assert "truncated or corrupt" in str(e.value) and "download it again" in str(e.value)
+    assert not root.exists() and not list(tmp_path.glob(".cs.partial-*"))
+
+
+def test_prepare_is_atomic_and_check_verifies_the_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # regression: a crashed prepare left 167 of 2975 images that `bench data check` called OK
+    root = cs.prepare(_pix2pix_tar(tmp_path / "v.tar", 6), tmp_path / "cs")
+    marker = json.loads((root / "PREPARED.json").read_text())
+    assert marker["counts"] == {"train": 0, "val": 6} and marker["complete"]
+    # a second prepare that dies half way leaves the first one as it was
+    from bench.data import layout
+
+    calls = {"n": 0}
+    real = layout.write_member
+
+    def dying(m, dest, link=True):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(m, dest, link=link)
+    monkeypatch.setattr(cs, "write_member", dying)
+    with pytest.raises(KeyboardInterrupt):
+        cs.prepare(_pix2pix_tar(tmp_path / "w.tar", 9), root)
+    assert len(list((root / "val").iterdir())) == 6 and not list(tmp_path.glob(".cs.partial-*"))
+    # files lost after preparation: check says so
+    for k in (1, 2):
+        (root / "val" / f"{k}.jpg").unlink()
+    rep = cs.check(root)
+    assert not rep.ok and any("4 files on disk, 6 when it was prepared" in m for m in rep.missing)
+    # a prepare killed outright (SIGKILL) leaves its temporary folder: check points at it
+    (tmp_path / ".cs.partial-123-abcd").mkdir()
+    assert any("interrupted `bench data prepare`" in h for h in cs.check(root).hints)

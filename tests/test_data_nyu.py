@@ -198,7 +198,7 @@ def test_prepare_from_archive_keeps_splits_and_refuses_traversal(tmp_path: Path)
             tf.addfile(info, io.BytesIO(data.getvalue()))
     root = nyu.prepare(tar_path, tmp_path / "out")
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert files == ["nyu_pairs.tar.gz", "out/test/depth_2.png", "out/test/image_2.png",
+    assert files == ["nyu_pairs.tar.gz", "out/PREPARED.json", "out/test/depth_2.png", "out/test/image_2.png",
                      "out/train/kitchen/depth_1.png", "out/train/kitchen/image_1.png"]
     assert len(nyu.make_dataset("train", 8, root=root)) == 1
     with pytest.raises(DataError):

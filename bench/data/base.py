@@ -30,9 +30,14 @@ dataset provides every key the task requires (``TaskSpec.requires()``).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
 
 import torch
+
+from bench.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,17 @@ class PairedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+@contextlib.contextmanager
+def reading(path: Path, dataset: str) -> Iterator[None]:
+    """Turn a failure to read or decode ``path`` (a zero-byte or truncated image, a bad file) into a
+    one-line ``DataError`` naming the file and what to do."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"cannot read {path} ({type(e).__name__}: {first}); replace the file (download it "
+                        f"again) or run `bench data check {dataset}`") from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -33,8 +32,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from bench.data import cityscapes_labels as cl
-from bench.data.base import DatasetInfo, PairedDataset
-from bench.data.layout import CheckReport, iter_members, safe_join, writable_dir, write_member
+from bench.data.base import DatasetInfo, PairedDataset, reading
+from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
 from bench.data.paths import cache_dir, data_root
 from bench.errors import ConfigError, DataError
 
@@ -200,15 +199,16 @@ class CityscapesDataset(PairedDataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         photo_path, label_path = self.items[i]
         if label_path is None:                       # pix2pix side-by-side JPEG
-            data = photo_path.read_bytes()
-            with Image.open(io.BytesIO(data)) as im:
-                im = im.convert("RGB")
-                photo = _photo_tensor(im.crop((0, 0, im.width // 2, im.height)), self.size)
-            train_ids = decoded_label(data, self.tolerance)
+            with reading(photo_path, "cityscapes"):
+                data = photo_path.read_bytes()
+                with Image.open(io.BytesIO(data)) as im:
+                    im = im.convert("RGB")
+                    photo = _photo_tensor(im.crop((0, 0, im.width // 2, im.height)), self.size)
+                train_ids = decoded_label(data, self.tolerance)
         else:
-            with Image.open(photo_path) as im:
+            with reading(photo_path, "cityscapes"), Image.open(photo_path) as im:
                 photo = _photo_tensor(im, self.size)
-            with Image.open(label_path) as im:
+            with reading(label_path, "cityscapes"), Image.open(label_path) as im:
                 ids = np.asarray(im.resize((self.size, self.size), Image.NEAREST)
                                  if im.size != (self.size, self.size) else im)
             train_ids = cl.label_ids_to_train_ids(ids.astype(np.int64))
@@ -242,6 +242,16 @@ def make_dataset(split: str, size: int, *, root: Path | str | None = None, subse
 
 # -- check and prepare -----------------------------------------------------------------------------
 
+def split_counts(root: Path) -> dict[str, int]:
+    """Samples the loader sees per split: {"train": n, "val": n} in the layout found at ``root``."""
+    layout = _detect_layout(root) if root.is_dir() else None
+    if layout == "pix2pix":
+        return {s: len(_pix2pix_files(root, s)) for s in ("train", "val")}
+    if layout == "official":
+        return {s: len(_official_pairs(root, s)[0]) for s in ("train", "val")}
+    return {}
+
+
 def check(root: Path | str | None = None) -> CheckReport:
     """Which layout is at ``root`` (default: where :func:`make_dataset` would look), and what is missing."""
     base = _locate(root, auto_prepare=False)
@@ -255,6 +265,7 @@ def check(root: Path | str | None = None) -> CheckReport:
                          "download pix2pix's cityscapes.tar.gz, or leftImg8bit_trainvaltest.zip + "
                          "gtFine_trainvaltest.zip (cityscapes-dataset.com, after registration), then "
                          "run `bench data prepare cityscapes --src <file or folder>`")
+        verify_marker(base, {}, rep)
         return rep
     for split in ("train", "val"):
         if rep.layout == "pix2pix":
@@ -271,6 +282,7 @@ def check(root: Path | str | None = None) -> CheckReport:
         rep.missing += [f"labelIds for {p.relative_to(base)}" for p in orphans[:5]]
         if len(orphans) > 5:
             rep.missing.append(f"... and {len(orphans) - 5} more labelIds files")
+    verify_marker(base, split_counts(base), rep)
     rep.ok = not rep.missing
     if not rep.ok:
         rep.hints.append("run `bench data prepare cityscapes --src <download>` to fill in what is missing")
@@ -285,25 +297,29 @@ def prepare(src: Path | str, root: Path | str | None = None, *, link: bool = Tru
     (official: photos and ``*_labelIds.png``); folder files are hard-linked where possible.
     """
     src = Path(src).expanduser()
-    root = writable_dir(Path(root).expanduser() if root is not None else data_root() / "cityscapes")
-    counts: dict[str, int] = {}
-    for m in tqdm(iter_members(src), desc=f"cityscapes <- {src.name}", unit=" files",
-                  leave=False, disable=None):
-        if g := _PIX2PIX_RE.search(m.name):
-            kind, dest = f"pix2pix/{g[1]}", safe_join(root, g[1], g[2])
-        elif g := _LEFT_RE.search(m.name):
-            kind = f"leftImg8bit/{g[1]}"
-            dest = safe_join(root, "leftImg8bit", g[1], g[2], f"{g[3]}_leftImg8bit.png")
-        elif g := _GT_RE.search(m.name):
-            kind = f"gtFine/{g[1]}"
-            dest = safe_join(root, "gtFine", g[1], g[2], f"{g[3]}_gtFine_labelIds.png")
-        else:
-            continue
-        write_member(m, dest, link=link)
-        counts[kind] = counts.get(kind, 0) + 1
-    if not counts:
-        raise DataError(f"no Cityscapes files found in {src}; expected pix2pix JPEGs under train/ or val/, "
-                        "or leftImg8bit/ and gtFine/ *_labelIds.png files")
-    (root / "PREPARED.json").write_text(json.dumps({"source": str(src), "files": counts}, indent=1))
-    log.info("prepared Cityscapes in %s: %s", root, counts)
+    root = Path(root).expanduser() if root is not None else data_root() / "cityscapes"
+
+    def fill(tmp: Path) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for m in tqdm(iter_members(src), desc=f"cityscapes <- {src.name}", unit=" files",
+                      leave=False, disable=None):
+            if g := _PIX2PIX_RE.search(m.name):
+                kind, dest = f"pix2pix/{g[1]}", safe_join(tmp, g[1], g[2])
+            elif g := _LEFT_RE.search(m.name):
+                kind = f"leftImg8bit/{g[1]}"
+                dest = safe_join(tmp, "leftImg8bit", g[1], g[2], f"{g[3]}_leftImg8bit.png")
+            elif g := _GT_RE.search(m.name):
+                kind = f"gtFine/{g[1]}"
+                dest = safe_join(tmp, "gtFine", g[1], g[2], f"{g[3]}_gtFine_labelIds.png")
+            else:
+                continue
+            write_member(m, dest, link=link)
+            counts[kind] = counts.get(kind, 0) + 1
+        if not counts:
+            raise DataError(f"no Cityscapes files found in {src}; expected pix2pix JPEGs under train/ or val/, "
+                            "or leftImg8bit/ and gtFine/ *_labelIds.png files")
+        return counts
+
+    prepare_atomically(root, fill, split_counts, src)
+    log.info("prepared Cityscapes in %s: %s", root, split_counts(root))
     return root

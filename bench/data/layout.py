@@ -12,12 +12,16 @@ matches them against the names it knows and builds every destination itself unde
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tarfile
+import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterator
 
@@ -95,30 +99,45 @@ class Member:
     name: str
     open: Callable[[], IO[bytes]]
     path: Path | None = None          # set for files in a folder (they can be hard-linked)
+    source: Path | None = None        # the archive or folder it comes from (for messages)
+
+
+ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError)
+
+
+def _broken(path: Path, e: BaseException) -> DataError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    return DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {first}); download it again")
 
 
 def _tar_members(path: Path) -> Iterator[Member]:
-    with tarfile.open(path, "r:*") as tf:
-        for info in tf:
-            if not info.isfile():     # links, devices, folders: never followed
-                continue
-            name = clean_member_name(info.name)
-            if name is None:
-                log.warning("skipping unsafe archive member %r in %s", info.name, path)
-                continue
-            yield Member(name, lambda info=info: tf.extractfile(info))
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for info in tf:
+                if not info.isfile():     # links, devices, folders: never followed
+                    continue
+                name = clean_member_name(info.name)
+                if name is None:
+                    log.warning("skipping unsafe archive member %r in %s", info.name, path)
+                    continue
+                yield Member(name, lambda info=info: tf.extractfile(info), source=path)
+    except ARCHIVE_ERRORS as e:
+        raise _broken(path, e) from None
 
 
 def _zip_members(path: Path) -> Iterator[Member]:
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
-            name = clean_member_name(info.filename)
-            if name is None:
-                log.warning("skipping unsafe archive member %r in %s", info.filename, path)
-                continue
-            yield Member(name, lambda info=info: zf.open(info))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir():
+                    continue
+                name = clean_member_name(info.filename)
+                if name is None:
+                    log.warning("skipping unsafe archive member %r in %s", info.filename, path)
+                    continue
+                yield Member(name, lambda info=info: zf.open(info), source=path)
+    except ARCHIVE_ERRORS as e:
+        raise _broken(path, e) from None
 
 
 def iter_members(src: Path, *, into_archives: bool = True) -> Iterator[Member]:
@@ -162,8 +181,14 @@ def write_member(member: Member, dest: Path, *, link: bool = True) -> None:
         except OSError:
             pass                       # other file system, or links not allowed: copy
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with member.open() as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
+    try:
+        with member.open() as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    except DataError:
+        raise
+    except ARCHIVE_ERRORS as e:
+        tmp.unlink(missing_ok=True)
+        raise _broken(member.source or Path(member.name), e) from None
     os.replace(tmp, dest)
 
 
@@ -178,3 +203,72 @@ def writable_dir(path: Path) -> Path:
         raise DataError(f"cannot write to {path} ({e.strerror}); pass --root or set BENCH_DATA_ROOT "
                         "to a writable folder") from e
     return path
+
+
+# -- atomic preparation -----------------------------------------------------------------------------
+
+MARKER = "PREPARED.json"
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def prepare_atomically(root: Path, fill: Callable[[Path], dict[str, int]], count: Callable[[Path], dict[str, int]],
+                       source: Path) -> Path:
+    """Prepare a dataset folder so that a crash never leaves a half-made one where the loader looks.
+
+    ``fill(tmp)`` writes the new files into a temporary sibling folder (holding hard links to what
+    ``root`` already had, so a second download adds to the first) and returns what it took; then
+    ``count(tmp)`` counts what the loader will see, both go into the completion marker
+    ``PREPARED.json``, and the folder replaces ``root`` by renames. ``check`` compares the files on
+    disk with the marker's counts.
+    """
+    root = Path(root)
+    parent = writable_dir(root.parent)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = parent / f".{root.name}.partial-{tag}"
+    try:
+        if root.is_dir():
+            shutil.copytree(root, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(MARKER))
+        else:
+            tmp.mkdir()
+        taken = fill(tmp)
+        marker = {"source": str(source), "files": taken, "counts": count(tmp), "complete": True,
+                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=1))
+        if root.exists():
+            old = parent / f".{root.name}.old-{tag}"
+            os.replace(root, old)
+            os.replace(tmp, root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def verify_marker(root: Path, counts: dict[str, int], report: CheckReport) -> None:
+    """Compare the files on disk (``counts``) with a prepared folder's marker; note leftovers of a crash."""
+    leftovers = sorted(p.name for p in root.parent.glob(f".{root.name}.partial-*")) if root.parent.is_dir() else []
+    if leftovers:
+        report.hints.append(f"an interrupted `bench data prepare` left {root.parent / leftovers[0]}: delete it "
+                            "and run prepare again")
+    marker = root / MARKER
+    if not marker.is_file():
+        return
+    try:
+        expected = json.loads(marker.read_text()).get("counts") or {}
+    except (OSError, ValueError):
+        report.missing.append(f"{marker} cannot be read: run `bench data prepare` again")
+        return
+    for key, n in expected.items():
+        have = counts.get(key, 0)
+        if have != n:
+            report.missing.append(f"{key}: {have} files on disk, {n} when it was prepared (files deleted or "
+                                  "damaged since): run `bench data prepare` again")

@@ -29,8 +29,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from bench.data.base import DatasetInfo, PairedDataset
-from bench.data.layout import CheckReport, iter_members, safe_join, writable_dir, write_member
+from bench.data.base import DatasetInfo, PairedDataset, reading
+from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
 from bench.data.paths import data_root
 from bench.errors import ConfigError, DataError
 
@@ -184,9 +184,9 @@ class NYUDepthPairs(PairedDataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rgb_path, depth_path = self.pairs[i]
-        with Image.open(rgb_path) as im:
+        with reading(rgb_path, "nyu-depth-v2"), Image.open(rgb_path) as im:
             rgb = np.asarray(im.convert("RGB"))
-        with Image.open(depth_path) as im:
+        with reading(depth_path, "nyu-depth-v2"), Image.open(depth_path) as im:
             if im.mode not in ("I;16", "I;16B", "I"):
                 raise DataError(f"{depth_path} is a {im.mode} image, not a 16-bit depth PNG in millimetres")
             raw = np.asarray(im).astype(np.float32)
@@ -274,6 +274,17 @@ def make_dataset(split: str, size: int, *, root: Path | str | None = None, subse
 
 # -- check and prepare -----------------------------------------------------------------------------
 
+def data_counts(root: Path) -> dict[str, int]:
+    """What the loader sees at ``root``: the .mat files, or RGB/depth pairs per split folder and flat."""
+    layout = _detect_layout(root) if root.is_dir() else None
+    if layout == "mat":
+        return {MAT_NAME: 1, SPLITS_NAME: int((root / SPLITS_NAME).is_file())}
+    if layout == "pairs":
+        return {"train": len(find_pairs(root / "train")), "test": len(find_pairs(root / "test")),
+                "flat": len(find_pairs(root, recursive=False))}
+    return {}
+
+
 def check(root: Path | str | None = None) -> CheckReport:
     """What NYU-v2 data is at ``root`` (default: where :func:`make_dataset` looks)."""
     base = _locate(root)
@@ -302,6 +313,7 @@ def check(root: Path | str | None = None) -> CheckReport:
         rep.missing.append(f"{base}: no {MAT_NAME} and no RGB/depth PNG pairs")
         rep.hints.append("download nyu_depth_v2_labeled.mat (and splits.mat) from the NYU-v2 page, then "
                          "`bench data prepare nyu-depth-v2 --src <file or folder>`")
+    verify_marker(base, data_counts(base), rep)
     rep.ok = rep.layout is not None and not rep.missing
     return rep
 
@@ -317,21 +329,26 @@ def prepare(src: Path | str, root: Path | str | None = None, *, link: bool = Tru
     under a ``train``/``test`` folder keep that split and the sub-folders below it; others go flat.
     """
     src = Path(src).expanduser()
-    root = writable_dir(Path(root).expanduser() if root is not None else data_root() / "nyu_depth_v2")
-    n = 0
-    for m in tqdm(iter_members(src), desc=f"nyu-depth-v2 <- {src.name}", unit=" files",
-                  leave=False, disable=None):
-        name = m.name.rsplit("/", 1)[-1]
-        if name in (MAT_NAME, SPLITS_NAME):
-            dest = safe_join(root, name)
-        elif _RGB_RE.match(name) or _DEPTH_RE.match(name):
-            g = _SPLIT_RE.search(m.name)        # keep train/ and test/ and what lies below them
-            dest = safe_join(root, g[1], *g[2].split("/")) if g else safe_join(root, name)
-        else:
-            continue
-        write_member(m, dest, link=link)
-        n += 1
-    if not n or _detect_layout(root) is None:
-        raise DataError(f"no NYU-v2 data found in {src}; expected {MAT_NAME} or RGB/depth PNG pairs")
-    log.info("prepared NYU-v2 in %s (%d files)", root, n)
+    root = Path(root).expanduser() if root is not None else data_root() / "nyu_depth_v2"
+
+    def fill(tmp: Path) -> dict[str, int]:
+        n = 0
+        for m in tqdm(iter_members(src), desc=f"nyu-depth-v2 <- {src.name}", unit=" files",
+                      leave=False, disable=None):
+            name = m.name.rsplit("/", 1)[-1]
+            if name in (MAT_NAME, SPLITS_NAME):
+                dest = safe_join(tmp, name)
+            elif _RGB_RE.match(name) or _DEPTH_RE.match(name):
+                g = _SPLIT_RE.search(m.name)        # keep train/ and test/ and what lies below them
+                dest = safe_join(tmp, g[1], *g[2].split("/")) if g else safe_join(tmp, name)
+            else:
+                continue
+            write_member(m, dest, link=link)
+            n += 1
+        if not n or _detect_layout(tmp) is None:
+            raise DataError(f"no NYU-v2 data found in {src}; expected {MAT_NAME} or RGB/depth PNG pairs")
+        return {"files": n}
+
+    prepare_atomically(root, fill, data_counts, src)
+    log.info("prepared NYU-v2 in %s: %s", root, data_counts(root))
     return root
