@@ -196,8 +196,9 @@ def _clean_temp_dirs(root: Path) -> None:
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, modules: Mapping[str, nn.Module],
                     optimizers: Mapping[str, torch.optim.Optimizer], state: dict, run_info: dict,
-                    keep_last: int | None = 2) -> Path:
-    """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically; keep the ``keep_last`` newest.
+                    keep_last: int | None = 2, keep_steps: tuple[int, ...] | frozenset[int] = ()) -> Path:
+    """Write ``run_dir/checkpoints/step_XXXXXXXX`` atomically; keep the ``keep_last`` newest, and
+    those of ``keep_steps`` (e.g. the end of the epochs a suite scores for its curves).
 
     RNG states are captured here. An existing checkpoint of the same step is replaced.
     """
@@ -237,7 +238,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, modules: Mapping[str,
     log.info("saved checkpoint %s", target)
     if keep_last is not None:
         for old in list_checkpoints(run_dir)[:-keep_last]:
-            if old != target:
+            if old != target and _step_of(old) not in keep_steps:
                 log.info("pruning checkpoint %s (keep_last=%d)", old, keep_last)
                 _remove_dir(old)
     return target

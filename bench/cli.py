@@ -161,6 +161,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from bench.publish import publish
+    dest = publish(Path(args.out), Path(args.dest))
+    print(f"published {args.out} to {dest} (see {dest / 'RUN.md'})")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.results import ResultStore
     from bench.suite import RESULTS_FILE
@@ -245,6 +252,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--profile")
     s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
     s.set_defaults(func=cmd_leaderboard)
+
+    s = sub.add_parser("publish", help="copy a finished run's leaderboard, claims, curves, grids and store, "
+                                       "with how it was made (RUN.md), into a folder to commit")
+    s.add_argument("out", help="the --out folder of a finished `bench run`")
+    s.add_argument("--dest", required=True, help="e.g. leaderboards/results/<suite>/<profile>")
+    s.set_defaults(func=cmd_publish)
 
     s = sub.add_parser("data", help="check or prepare a real dataset")
     s.add_argument("action", choices=("check", "prepare"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from bench.errors import ConfigError
 from bench.schema import check_type, doc, field_rows, markdown_table, parse_dataclass, slug, type_name
 from bench.validate import validate_suite
 
-__all__ = ["SuiteSection", "Profile", "Row", "Suite", "load_suite", "parse_suite", "slug", "schema_markdown",
-           "parse_dataclass"]
+__all__ = ["SuiteSection", "Profile", "Row", "Claim", "Suite", "load_suite", "parse_suite", "slug",
+           "schema_markdown", "parse_dataclass"]
 
 
 # --- the suite schema ---------------------------------------------------------------------------
@@ -63,10 +63,15 @@ class Profile:
     log_every: int = doc("Write losses to scalars.csv / TensorBoard every N steps.", 50)
     num_workers: int = doc("Data-loading worker processes.", 0)
     amp: bool = doc("bf16 autocast on CUDA (ignored on CPU).", True)
+    eval_epochs: list[int] = doc("Also score the checkpoints at the end of these epochs (curves over "
+                                 "training); their keys get the suffix `[eN]`.", factory=list)
     explode_above: float | None = doc("A run whose loss exceeds this in absolute value has diverged (none: "
                                       "only non-finite losses count).", 1e8)
     options: dict[str, Any] = doc("Method option overrides for this profile (merged over `[options]`).",
                                   factory=dict)
+    components: dict[str, dict[str, Any]] = doc(
+        "Per slot: factory option overrides for this profile (e.g. narrower nets on a CPU), laid over the "
+        "rows'; slots a row's method lacks are skipped.", factory=dict)
     dataset_options: dict[str, Any] = doc("Dataset option overrides for this profile.", factory=dict)
     metric_options: dict[str, dict[str, Any]] = doc("Per metric: option overrides for this profile.",
                                                     factory=dict)
@@ -78,6 +83,8 @@ class Profile:
                 raise ConfigError(f"key '{key}' must be at least 1, got {getattr(self, key)}")
         if self.steps < 0 or self.num_workers < 0:
             raise ConfigError("keys 'steps' and 'num_workers' must not be negative")
+        if any(e < 1 for e in self.eval_epochs) or len(set(self.eval_epochs)) != len(self.eval_epochs):
+            raise ConfigError(f"key 'eval_epochs' must list distinct epochs >= 1, got {self.eval_epochs}")
 
 
 @dataclass
@@ -103,6 +110,23 @@ class Row:
 
 
 @dataclass
+class Claim:
+    """``[[claims]]``: an ordering the paper claims, checked by the leaderboard on our seeds."""
+
+    text: str = doc("The claim in words, as the paper makes it.")
+    metric: str = doc("The column it is about: `\"<task>/<metric key>\"` (e.g. `class2image/fid_class_mean[e5]`).")
+    order: list[str] = doc("Rows from best to worst (two or more): each is claimed better than the next.")
+    better: str = doc("`higher` or `lower` is better; \"\" = what the metric's scorer says.", "")
+    source: str = doc("Where the paper makes it (figure, table, section).", "")
+
+    def __post_init__(self) -> None:
+        if len(self.order) < 2:
+            raise ConfigError("key 'order' must name at least two rows, best first")
+        if self.better not in ("", "higher", "lower"):
+            raise ConfigError(f"key 'better' must be 'higher', 'lower' or \"\", not '{self.better}'")
+
+
+@dataclass
 class Suite:
     suite: SuiteSection
     profiles: dict[str, Profile]
@@ -120,6 +144,7 @@ class Suite:
     tolerances: dict[str, float] = doc(
         "Per metric key: allowed abs(ours - published) for the regression check. Parsed and kept; not read "
         "by anything yet (the regression command lands with issue 11).", factory=dict)
+    claims: list[Claim] = field(default_factory=list)
     path: str = ""
 
     @property
@@ -185,6 +210,10 @@ def parse_suite(data: dict[str, Any], *, source: str, path: str = "") -> Suite:
         rows=[parse_dataclass(Row, r, source=source, section=f"rows.{i}") for i, r in enumerate(data["rows"])],
         path=path or source,
     )
+    claims = data.get("claims", [])
+    if not isinstance(claims, list):
+        raise ConfigError(f"{source}: [[claims]] must be an array of tables")
+    suite.claims = [parse_dataclass(Claim, c, source=source, section=f"claims.{i}") for i, c in enumerate(claims)]
     hints = typing.get_type_hints(Suite)
     for key in TOP_SECTIONS:
         if key in data:
@@ -198,7 +227,8 @@ def parse_suite(data: dict[str, Any], *, source: str, path: str = "") -> Suite:
 def schema_markdown() -> str:
     """The suite-file reference: every section and key with type, default and meaning."""
     parts = ["A suite file is TOML with these sections; unknown keys are errors.", ""]
-    for title, cls in (("[suite]", SuiteSection), ("[profiles.<name>]", Profile), ("[[rows]]", Row)):
+    for title, cls in (("[suite]", SuiteSection), ("[profiles.<name>]", Profile), ("[[rows]]", Row),
+                       ("[[claims]]", Claim)):
         about = (cls.__doc__ or "").strip().split(": ", 1)[-1].replace("``", "`")
         parts += [f"#### `{title}`", "", about[:1].upper() + about[1:], "", markdown_table(field_rows(cls)), ""]
     hints = typing.get_type_hints(Suite)

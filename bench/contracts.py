@@ -64,7 +64,11 @@ class TrainContext:
     channels_last: bool = False
     seed: int = 0
     image_size: int = 256             # the run's training / evaluation image side
+    steps_per_epoch: int = 0          # training iterations per pass over the data (0: unknown)
 
+    def epoch(self, iteration: int) -> int:
+        """The epoch (from 0) that training iteration ``iteration`` belongs to."""
+        return iteration // self.steps_per_epoch if self.steps_per_epoch else 0
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -94,12 +98,15 @@ class Slot:
     ``default``: the component used when the row names none ("" = the row must name one).
     ``args``: how many leading positional parameters the adapter fills (documented by name).
     ``provided``: keyword parameters the adapter fills; a row may not set them.
+    ``call``: the arguments the adapter passes to ``forward`` (e.g. ``("x", "y")`` for an
+    image-conditioned D): a component whose ``forward`` takes another number is refused at parse time.
     """
 
     registry: str
     default: str = ""
     args: tuple[str, ...] = ()
     provided: tuple[str, ...] = ()
+    call: tuple[str, ...] | None = None     # how the adapter calls the module's forward (checked when given)
     doc: str = ""
 
 
@@ -167,6 +174,11 @@ class AdvTerms:
         self.extra = extra                 # adapter-specific inputs (labels, masks) for regularisers
 
     @property
+    def real_known(self) -> bool:
+        """Whether D's output on the real samples is already computed (reading ``d_real`` would not call D)."""
+        return self._d_real is not None
+
+    @property
     def d_real(self) -> DOutput:
         if self._d_real is None:
             self._d_real = self.critic(self.real)
@@ -189,15 +201,29 @@ class FromBatch:
 
 @dataclass
 class FromPrior:
-    """Generate ``n`` samples from the prior, for the given class ``labels`` (or None), from ``seed``."""
+    """Generate ``n`` samples from the prior, for the given class ``labels`` (or None), from ``seed``.
+
+    ``latent_ids`` (optional, (n,) int): samples with the same id share their latent, e.g. a grid
+    whose rows are latents and whose columns are classes.
+    """
 
     n: int
     labels: torch.Tensor | None = None
     seed: int = 0
+    latent_ids: torch.Tensor | None = None
 
     def generator(self) -> torch.Generator:
         """A CPU generator for this request's latents (the same latents on every device)."""
         return torch.Generator().manual_seed(self.seed)
+
+    def normal(self, dims: int) -> torch.Tensor:
+        """(n, dims) standard normal latents on the CPU, a pure function of the request."""
+        if self.latent_ids is None:
+            return torch.randn(self.n, dims, generator=self.generator())
+        ids = self.latent_ids.reshape(-1).tolist()
+        table = {i: torch.randn(dims, generator=torch.Generator().manual_seed(derive_seed(self.seed, "latent", i)))
+                 for i in dict.fromkeys(ids)}
+        return torch.stack([table[i] for i in ids])
 
 
 SampleRequest = FromBatch | FromPrior

@@ -31,6 +31,7 @@ from bench.results import ResultRecord
 from bench.runspec import RunSpec, expand
 from bench.score import entries, joint_entries, score_joint, score_run
 from bench.score import preflight as score_preflight
+from bench.grids import SAMPLES_FILE, write_samples
 from bench.train import check_resume, read_status, train
 from bench.validate import validate_models_and_metrics
 
@@ -69,6 +70,19 @@ def _scored(store: "ResultStore", spec: RunSpec, joint: str | None = None) -> bo
     return any(feeds.get(r.protocol_hash) == f"joint:{joint}" for r in recs)
 
 
+def eval_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """Epoch -> checkpoint of the epochs a completed run keeps for its curves (``eval_epochs``)."""
+    status = read_status(run_dir) or {}
+    out = {}
+    for e, name in sorted((status.get("eval_checkpoints") or {}).items(), key=lambda kv: int(kv[0])):
+        path = run_dir / ckpt.CHECKPOINTS_DIR / name
+        if path.is_dir():
+            out[int(e)] = path
+        else:
+            log.warning("%s: the checkpoint of epoch %s (%s) is gone; its curve point is skipped", run_dir, e, name)
+    return out
+
+
 def _trained(run_dir: Path) -> Path | None:
     """The final checkpoint of a run whose training completed (None: not complete, or its checkpoints
     are gone, in which case it is trained again)."""
@@ -103,7 +117,10 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
                     store.append([record(spec, "train", None, "", "", "failed", outcome.reason)])
                     return "failed", None
                 checkpoint = outcome.checkpoint
-        scored = score_run(spec, checkpoint, device=device, progress=progress)
+        scored = [(score_run(spec, checkpoint, device=device, progress=progress), checkpoint, "")]
+        for epoch, path in eval_checkpoints(run_dir).items():   # the curves over training
+            again = scored[0][0] if checkpoint is not None and path.resolve() == checkpoint.resolve() else None
+            scored.append((again or score_run(spec, path, device=device, progress=progress), path, f"[e{epoch}]"))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - a failure costs one row, never the suite
@@ -111,11 +128,16 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
         log.warning("run %s / %s / seed %d failed: %s", spec.row, spec.task, spec.seed, reason)
         store.append([record(spec, "run", None, "", "", "failed", reason)])
         return "failed", None
-    for h, p in scored.protocols.items():
-        store.add_protocol(h, p)
-    rel = str(checkpoint.relative_to(out)) if checkpoint is not None else ""
-    store.append([record(spec, k, v, rel, scored.protocol_hashes[k]) for k, v in scored.values.items()])
+    records = []
+    for outcome, path, suffix in scored:
+        for h, p in outcome.protocols.items():
+            store.add_protocol(h, p)
+        rel = str(path.relative_to(out)) if path is not None else ""
+        records += [record(spec, k + suffix, v, rel, outcome.protocol_hashes[k]) for k, v in outcome.values.items()]
+    store.append(records)
     failpoints.reached("records")
+    if spec.kind == "model" and checkpoint is not None:
+        write_samples(spec, checkpoint, run_dir / SAMPLES_FILE, device=device)
     return "ok", checkpoint
 
 

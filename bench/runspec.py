@@ -72,7 +72,7 @@ def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = 
         i = suite.rows.index(row)
         model = row.kind == "model"
         opts = dataclasses.asdict(method_options(suite, i, pname)) if model else {}
-        comps = resolve_components(suite, i) if model else {}
+        comps = resolve_components(suite, i, pname) if model else {}
         for seed in (seeds if seeds is not None else suite.suite.seeds):
             for task in suite.suite.tasks:
                 entries = suite.task_metrics(task)

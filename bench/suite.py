@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -24,6 +25,8 @@ import torch
 
 from bench.errors import ConfigError
 from bench.lock import folder_lock
+from bench.provenance import code_version, git_commit
+from bench.publish import record_invocation
 from bench.registry import RUNNERS
 from bench.results import ResultStore
 from bench.runspec import expand
@@ -79,11 +82,12 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
             raise refuse
         store = ResultStore(out / RESULTS_FILE)
         report = SuiteReport(out)
-        t0 = time.perf_counter()
+        started, t0 = datetime.now(timezone.utc), time.perf_counter()
         report.ran, report.skipped, report.failed = runner.run(
             suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device, deterministic=deterministic,
             resume=resume, progress=progress, force_resume=force_resume)
         report.seconds = time.perf_counter() - t0
         if leaderboard is not None:
             report.leaderboard = leaderboard(suite, store, out, pname)
+        record_invocation(out, started, time.perf_counter() - t0, report, git_commit(), code_version())
     return report

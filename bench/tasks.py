@@ -213,6 +213,10 @@ TASKS.register("inpaint-center", TaskSpec(
     "inpaint-center", inputs={"x": Field("photo", "image", 3), "mask": Field("mask", "mask", 1, derive="center:0.5")},
     targets={"y": Field("photo", "image", 3)}, default_metrics=("reconstruction",),
     description="fill the central square (half the side) of a photo; score on the region (context encoder)"))
+TASKS.register("class2image", TaskSpec(
+    "class2image", inputs={"c": Field("label", "class")}, targets={"y": Field("image", "image", 1)},
+    default_metrics=("fid",), pairing="none",
+    description="class label -> image, sampled from the prior (AC-GAN, CA-GAN); scored on samples per class"))
 TASKS.register("points", TaskSpec(
     "points", inputs={}, targets={"y": Field("points", "points", 2)}, default_metrics=(), pairing="none",
     description="samples of a distribution of points, from the prior (the NRDS toy's sample sets)"))

@@ -60,7 +60,7 @@ def _write_status(run_dir: Path, **status: Any) -> None:
 
 #: profile keys that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "eval_subset",
-                     "eval_batch_size", "explode_above")
+                     "eval_batch_size", "explode_above", "eval_epochs")
 
 
 def training_config(spec: RunSpec) -> dict[str, Any]:
@@ -119,6 +119,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     data = build_dataset(spec, "train", load, prof.train_subset)
     task = bind_task(spec, data)
     ctx = train_context(spec, device)
+    ctx.steps_per_epoch = max(1, len(data) // prof.batch_size)
     adapter = build_adapter(spec, task, ctx)
 
     start, loaded = 0, None
@@ -133,17 +134,19 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     info = run_info(spec, deterministic, device)
     _write_status(run_dir, status="running", step=start)
 
+    d_per_g = max(1, int(adapter.d_steps_per_g))
+    evals = eval_steps(prof, ctx.steps_per_epoch, d_per_g)
+
     def save(step: int) -> Path:
         return ckpt.save_checkpoint(run_dir, step, adapter.modules, adapter.optimizers,
                                     {"step": step, "adapter": adapter.extra_state()}, info,
-                                    keep_last=prof.keep_checkpoints)
+                                    keep_last=prof.keep_checkpoints, keep_steps=frozenset(evals.values()))
 
     if prof.steps == 0 and loaded is None:            # a fixed model: nothing to train
         last_ckpt = save(0)
         _write_status(run_dir, status="complete", step=0, checkpoint=last_ckpt.name)
         return TrainOutcome("complete", 0, last_ckpt, "", time.perf_counter() - t0)
     scalars = ScalarLog(run_dir, resume_step=start)
-    d_per_g = max(1, int(adapter.d_steps_per_g))
     loader = batch_loader(data, prof.batch_size, spec.seed, start * d_per_g, prof.steps * d_per_g,
                           prof.num_workers, b_keys=task.stream_b_keys())
     batches = iter(loader)               # draws torch's worker seed: before the RNG is restored
@@ -169,7 +172,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
                 vals = {k: float(v) for k, v in losses.items()}
                 scalars.write(step, vals)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if k in ("loss_D", "loss_G")})
-            if step % prof.checkpoint_every == 0 or step == prof.steps:
+            if step % prof.checkpoint_every == 0 or step == prof.steps or step in evals.values():
                 check_finite(adapter.modules, step)
                 last_ckpt = save(step)
                 failpoints.reached("checkpoint")
@@ -182,8 +185,21 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
         scalars.close()
     if last_ckpt is None:
         last_ckpt = ckpt.latest_checkpoint(run_dir)
-    _write_status(run_dir, status="complete", step=step, checkpoint=last_ckpt.name if last_ckpt else None)
+    _write_status(run_dir, status="complete", step=step, checkpoint=last_ckpt.name if last_ckpt else None,
+                  eval_checkpoints={str(e): ckpt.step_dir_name(s) for e, s in evals.items()})
     return TrainOutcome("complete", step, last_ckpt, "", time.perf_counter() - t0)
+
+
+def eval_steps(prof: Any, steps_per_epoch: int, d_per_g: int) -> dict[int, int]:
+    """Epoch -> the generator step that ends it, for the profile's ``eval_epochs`` within its steps."""
+    out = {}
+    for e in prof.eval_epochs:
+        s = math.ceil(e * steps_per_epoch / d_per_g)
+        if s <= prof.steps:
+            out[e] = s
+        else:
+            log.warning("eval epoch %d ends at step %d, after the last step (%d): not scored", e, s, prof.steps)
+    return out
 
 
 def _guard(losses: dict[str, torch.Tensor], step: int, explode_above: float | None = None) -> None:

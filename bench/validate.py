@@ -78,6 +78,17 @@ def check_component_options(factory: Any, slot: Slot, options: dict[str, Any], *
             if k not in names:
                 raise ConfigError(f"{where} unknown key '{k}' for {slot.registry[:-1]} '{component}'; allowed: "
                                   f"{', '.join(allowed) or '(none)'}")
+    forward = getattr(factory, "forward", None) if inspect.isclass(factory) else None
+    if slot.call is not None and forward is not None:
+        fparams = list(inspect.signature(forward).parameters.values())[1:]
+        positional = [p for p in fparams if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        required_pos = [p for p in positional if p.default is p.empty]
+        if not any(p.kind is p.VAR_POSITIONAL for p in fparams) and not (
+                len(required_pos) <= len(slot.call) <= len(positional)):
+            takes = ", ".join(p.name for p in positional)
+            raise ConfigError(f"{where} {slot.registry[:-1]} '{component}' takes forward({takes}) but method "
+                              f"'{method}' calls it with ({', '.join(slot.call)}); pick a {slot.registry[:-1]} made "
+                              "for this method")
     required = [p.name for p in params if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
                 and p.name not in taken and p.name not in options]
     if required:
@@ -85,8 +96,9 @@ def check_component_options(factory: Any, slot: Slot, options: dict[str, Any], *
                           f"'{method}' nor the row gives")
 
 
-def resolve_components(suite: "Suite", row_index: int) -> dict[str, dict[str, Any]]:
-    """Each slot of the row's method -> ``{"name": ..., "init": ..., **factory options}``, checked."""
+def resolve_components(suite: "Suite", row_index: int, profile: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each slot of the row's method -> ``{"name": ..., "init": ..., **factory options}``, checked; with
+    ``profile``, its ``components`` options are laid over the row's (slots the method lacks are skipped)."""
     row = suite.rows[row_index]
     source, where = _src(suite), f"[rows.{row_index}]"
     method = row.method or suite.suite.method
@@ -121,6 +133,13 @@ def resolve_components(suite: "Suite", row_index: int) -> dict[str, dict[str, An
         init = table.pop("init", None)
         opts.update(table)
         sect = f"{where} components.{slot_name}"
+        if profile is not None:
+            extra = dict(suite.profile(profile).components.get(slot_name) or {})
+            if {"name", "init"} & set(extra):
+                raise ConfigError(f"{source}: [profiles.{profile}.components.{slot_name}] sets factory options only; "
+                                  "choose the component ('name', 'init') in the rows")
+            opts.update(extra)
+            sect += f" + profiles.{profile}.components.{slot_name}" if extra else ""
         if not name:
             key = SHORTHANDS.get(slot.registry, ("components." + slot_name,))[0]
             raise ConfigError(f"{source}: {where} missing required key '{key}' (method '{method}' has no default "
@@ -216,6 +235,15 @@ def validate_suite(suite: "Suite", source: str) -> None:
             if task not in s.tasks or not metric:
                 raise ConfigError(f"{source}: {where} published key '{key}' must be '<task>/<metric>' with a task "
                                   f"of the suite ({', '.join(s.tasks)})")
+    names = {r.name for r in suite.rows} | {slug(r.name) for r in suite.rows}
+    for i, c in enumerate(suite.claims):
+        task, _, metric = c.metric.partition("/")
+        if task not in s.tasks or not metric:
+            raise ConfigError(f"{source}: [claims.{i}] metric '{c.metric}' must be '<task>/<metric>' with a task of "
+                              f"the suite ({', '.join(s.tasks)})")
+        for r in c.order:
+            if r not in names:
+                raise ConfigError(f"{source}: [claims.{i}] order names row '{r}', which the suite does not have")
     runner = _known(RUNNERS, s.runner, source, "[suite] runner")
     runner.validate(suite, source)
 
@@ -260,9 +288,9 @@ def validate_models_and_metrics(suite: "Suite", source: str) -> None:
     for i, row in enumerate(suite.rows):
         if row.kind != "model":
             continue
-        resolve_components(suite, i)
         cls = METHODS.get(row.method or s.method)
         for p in [None, *suite.profiles]:
+            resolve_components(suite, i, p)
             method_options(suite, i, p)
             if p is not None and suite.profiles[p].steps == 0 and getattr(cls, "trainable", True):
                 raise ConfigError(f"{source}: [profiles.{p}] steps = 0, but method '{row.method or s.method}' "

@@ -18,6 +18,8 @@ import pandas as pd
 
 from bench import failpoints
 from bench.config import Suite
+from leaderboards.claims import claim_table
+from leaderboards.curves import EPOCH_KEY, finish_figure, plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,13 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     agree = rank_agreement(long, higher if higher is not None else directions(suite, long))
     if len(agree):
         lines += ["", "## Ranking agreement with the paper", "", agree.to_markdown(index=False, floatfmt=".3f")]
+    claims = claim_table(suite, long, higher if higher is not None else directions(suite, long))
+    if len(claims):
+        lines += ["", "## Published claims", "",
+                  "Each claim orders rows on one column, best first; a pair is *reproduced* when our means are in that "
+                  "order and their 95% t-intervals over seeds do not overlap, *reversed* when the means are in the "
+                  "other order and the intervals do not overlap, and *not separated* otherwise.", "",
+                  claims[["claim", "source", "ours", "verdict"]].map(_md_cell).to_markdown(index=False)]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"])
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.row} / {r.task}: {r.reason}" for r in failed.itertuples()]
@@ -200,7 +209,8 @@ def plot(long: pd.DataFrame, path: Path, title: str) -> Path | None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    cols = [c for c in dict.fromkeys(long["column"]) if long[long["column"] == c]["mean"].notna().any()]
+    cols = [c for c in dict.fromkeys(long["column"]) if long[long["column"] == c]["mean"].notna().any()
+            and not EPOCH_KEY.match(str(c))]
     if not cols:
         return None
     n = len(cols)
@@ -217,13 +227,7 @@ def plot(long: pd.DataFrame, path: Path, title: str) -> Path | None:
         ax.set_title(c, fontsize=9)
         ax.set_xticks(list(xs))
         ax.set_xticklabels(g["row"], rotation=30, ha="right", fontsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, axes, n, title, path)
 
 
 def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None) -> Path:
@@ -239,17 +243,45 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     full = {h: store.protocol(h) or {} for h in hashes}
     protocols = {h: _describe(p) for h, p in full.items()}
     md = out / "leaderboard.md"
-    _atomic_text(md, render_markdown(suite, long, profile, protocols, directions(suite, long, full, records)))
+    text = render_markdown(suite, long, profile, protocols, directions(suite, long, full, records))
+    _atomic_text(md, text + _figures(suite, long, out))
+    claims = claim_table(suite, long, directions(suite, long, full, records))
+    if len(claims):
+        _atomic_text(out / "claims.csv", claims.to_csv(index=False))
+    _draw(lambda p: plot_curves(long, p, f"{suite.suite.title or suite.name} ({profile}): over training"),
+          out / "curves.png")
     png = out / "leaderboard.png"
-    tmp = png.with_name(f".{png.stem}.{os.getpid()}.tmp.png")
+    _draw(lambda p: plot(long, p, f"{suite.suite.title or suite.name} ({profile})"), png)
+    return md
+
+
+def _figures(suite: Suite, long: pd.DataFrame, out: Path) -> str:
+    """Markdown links to the curves and to each row's sample grid (its first seed), where they exist."""
+    from bench.schema import slug
+    lines = []
+    if len(long) and long["metric"].astype(str).str.match(EPOCH_KEY.pattern).any():
+        lines += ["", "## Over training", "", "![curves](curves.png)"]
+    grids = []
+    for row in dict.fromkeys(long["row"]) if len(long) else []:
+        for task in suite.suite.tasks:
+            seeds = sorted((out / "runs" / slug(row)).glob(f"seed*/{task}/samples.png"))
+            if seeds:
+                grids.append(f"- {row} / {task}: ![{row}]({seeds[0].relative_to(out).as_posix()})")
+    if grids:
+        lines += ["", "## Samples", ""] + grids
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _draw(draw, path: Path) -> None:
+    """Draw through a temporary file; a failed plot is logged, never raised."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        if plot(long, tmp, f"{suite.suite.title or suite.name} ({profile})") is not None:
-            os.replace(tmp, png)
-    except Exception as e:  # a plot must never lose the table
-        log.warning("could not draw leaderboard.png: %s", e)
+        if draw(tmp) is not None:
+            os.replace(tmp, path)
+    except Exception as e:  # noqa: BLE001 - a plot must never lose the table
+        log.warning("could not draw %s: %s", path.name, e)
     finally:
         tmp.unlink(missing_ok=True)
-    return md
 
 
 def _atomic_text(path: Path, text: str) -> None:

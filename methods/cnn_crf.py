@@ -85,7 +85,8 @@ class CNNCRF(MethodAdapter):
                                   f"got '{self.crf_filter}'")
 
     slots = {"G": Slot("generators", "unet", args=("in_channels", "out_channels"),
-                       provided=("image_size", "ngf", "spectral_norm", "dropout"), doc="the per-pixel CNN")}
+                       provided=("image_size", "ngf", "spectral_norm", "dropout"), call=("x",),
+                       doc="the per-pixel CNN")}
 
     @classmethod
     def component_args(cls, slot: str, o: "CNNCRF.Options", task: TaskSpec, image_size: int) -> ComponentArgs:

@@ -50,9 +50,9 @@ class Pix2Pix(MethodAdapter):
 
     slots = {
         "G": Slot("generators", "unet", args=("in_channels", "out_channels"),
-                  provided=("image_size", "ngf", "spectral_norm", "dropout"), doc="x -> y"),
+                  provided=("image_size", "ngf", "spectral_norm", "dropout"), call=("x",), doc="x -> y"),
         "D": Slot("discriminators", args=("x_channels", "y_channels"), provided=("image_size", "ndf"),
-                  doc="(x, y) -> real / generated"),
+                  call=("x", "y"), doc="(x, y) -> real / generated"),
     }
 
     @classmethod

@@ -12,3 +12,5 @@ METRICS.register("reconstruction", "metrics.reconstruction:ReconstructionScorer"
 METRICS.register("segmenter-score", "metrics.segmenter_score:SegmenterScorer")
 METRICS.register("fid", "metrics.fidelity:FIDScorer")
 METRICS.register("nrds", "metrics.nrds:NRDSScorer")
+METRICS.register("class-accuracy", "metrics.class_agreement:ClassAgreementScorer")
+METRICS.register("ms-ssim-diversity", "metrics.diversity:DiversityScorer")

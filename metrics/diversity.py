@@ -21,6 +21,9 @@ Protocol, stamped by :func:`diversity_protocol` (and the :class:`DiversityProtoc
   replacement from one CPU ``torch.Generator`` seeded with ``seed``: i uniform over the class,
   j = (i + k) mod n with k uniform in 1..n-1 (see :func:`sample_same_class_pairs`). Classes with
   fewer than two images are skipped. ``labels=None`` treats all images as one class.
+
+The ``ms-ssim-diversity`` scorer (:class:`DiversityScorer`) applies this to class-conditional
+samples per requested class, and to the real test images of the same batches as the reference.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_msssim
 import torch
@@ -37,6 +40,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bench.errors import MetricError
+from metrics.base import ScoreContext, Scorer
+from metrics.class_agreement import QUANTISATION, quantise, requested_labels
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +194,87 @@ def ms_ssim_diversity(images: torch.Tensor, labels: torch.Tensor | None, pairs: 
     if not math.isfinite(value):
         log.warning("MS-SSIM diversity is not finite (%s); check the images for NaN", value)
     return value
+
+
+# -- the scorer -------------------------------------------------------------------------------------
+class DiversityScorer(Scorer):
+    """MS-SSIM diversity of class-conditional samples (AC-GAN protocol), with the real images' value.
+
+    ``update(pred, batch)`` keeps the generated images with their requested classes (the task's
+    input of kind "class", else ``batch["label"]``; one class when neither exists) and the batch's
+    real images (``ctx.task.y(batch)``) with the same classes, both quantised to uint8 on the CPU
+    (``round((x + 1) * 127.5)``, as FIDScorer). ``compute()`` returns ``ms_ssim``: the mean MS-SSIM
+    of ``pairs`` random same-class pairs per class of the generated images (:func:`ms_ssim_diversity`
+    on the uint8 images with ``value_range=(0, 255)``, i.e. ``u8 / 255`` in [0, 1]) and
+    ``ms_ssim_real``: the same on the real images (the reference value). Lower is more diverse; no
+    key is better high. Options: ``pairs`` (per class, default 100), ``seed`` (default 0).
+    """
+
+    feed: ClassVar[str] = "samples"
+    keys: ClassVar[tuple[str, ...]] = ("ms_ssim", "ms_ssim_real")
+    outputs: ClassVar[tuple[str, ...]] = ("image",)
+    higher_is_better: ClassVar[tuple[str, ...]] = ()
+    OPTIONS: ClassVar[tuple[str, ...]] = ("pairs", "seed")
+    VALUE_RANGE: ClassVar[tuple[float, float]] = (0.0, 255.0)     # the stored uint8 images
+
+    def __init__(self, ctx: ScoreContext):
+        super().__init__(ctx)
+        self.pairs, self.seed = self._options(ctx.options)
+        self._protocol = diversity_protocol(self.pairs, self.seed, value_range=self.VALUE_RANGE)
+        self._gen: list[torch.Tensor] = []
+        self._real: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._classwise = True
+
+    @classmethod
+    def _options(cls, options: dict[str, Any]) -> tuple[int, int]:
+        bad = sorted(set(options) - set(cls.OPTIONS))
+        if bad:
+            raise MetricError(f"ms-ssim-diversity has no option {', '.join(repr(b) for b in bad)}; "
+                              f"allowed: {', '.join(cls.OPTIONS)}")
+        pairs, seed = options.get("pairs", 100), options.get("seed", 0)
+        for name, v in (("pairs", pairs), ("seed", seed)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise MetricError(f"ms-ssim-diversity option '{name}' must be an integer, not {v!r}")
+        if pairs < 1:
+            raise MetricError(f"ms-ssim-diversity option 'pairs' must be >= 1, not {pairs}")
+        return pairs, seed
+
+    @classmethod
+    def preflight(cls, ctx: ScoreContext) -> None:
+        """Only the options: MS-SSIM needs no weights."""
+        cls._options(ctx.options)
+
+    def update(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        real = self.ctx.task.y(batch)
+        if pred.dim() != 4 or real.dim() != 4:
+            raise MetricError(f"ms-ssim-diversity scores images (N, C, H, W); got samples {tuple(pred.shape)} "
+                              f"and real images {tuple(real.shape)}")
+        labels = requested_labels(self.ctx.task, batch)
+        if labels is None:
+            self._classwise = False
+            labels = torch.zeros(len(pred), dtype=torch.int64)
+        if not len(pred) == len(labels) == len(real):
+            raise MetricError(f"ms-ssim-diversity got {len(pred)} samples, {len(labels)} labels and {len(real)} "
+                              "real images; generate one sample per image of the batch")
+        self._gen.append(quantise(pred))
+        self._real.append(quantise(real))
+        self._labels.append(labels)
+
+    def _score(self, images: list[torch.Tensor], labels: torch.Tensor) -> float:
+        x = torch.cat(images).to(self.ctx.device)
+        return ms_ssim_diversity(x, labels, self.pairs, self.seed, value_range=self.VALUE_RANGE)
+
+    def compute(self) -> dict[str, float]:
+        if not self._gen:
+            raise MetricError("the ms-ssim-diversity scorer saw no samples; score at least one batch")
+        labels = torch.cat(self._labels)
+        return {"ms_ssim": self._score(self._gen, labels), "ms_ssim_real": self._score(self._real, labels)}
+
+    def protocol(self) -> dict[str, Any]:
+        return {"scorer": type(self).__name__, **self._protocol,
+                "quantisation": f"{QUANTISATION}, scored as u8 / 255",
+                "classes": ("requested class: the task's input of kind 'class' (else batch['label'])"
+                            if self._classwise else "none given: all samples one class"),
+                "real": f"task target '{self.ctx.task.y_key}', quantised alike, with the same classes",
+                "num_samples": sum(len(g) for g in self._gen)}

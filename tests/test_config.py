@@ -231,3 +231,10 @@ def test_schema_is_documented_field_by_field_and_in_the_readme():
         "README's suite-file reference is stale: paste the output of `bench schema` between the markers"
     assert [f.name for f in dataclasses.fields(Suite) if f.metadata.get("doc")] == \
         ["dataset_options", "options", "metrics", "metric_options", "columns", "tolerances"]
+
+
+def test_a_component_made_for_another_method_is_refused_at_parse_time():
+    d = base()
+    d["rows"][0]["discriminator"] = "class-heads"          # forward(y): a class-conditional D
+    msg = _error(d)
+    assert "'class-heads' takes forward(y) but method 'pix2pix' calls it with (x, y)" in msg

@@ -9,8 +9,12 @@ import pytorch_msssim
 import torch
 import torch.nn.functional as F
 
+from bench.data.base import DatasetInfo
 from bench.errors import MetricError
-from metrics.diversity import (diversity_protocol, ms_ssim_diversity, ms_ssim_per_class,
+from bench.registry import METRICS
+from bench.tasks import Field, TaskSpec
+from metrics.base import ScoreContext
+from metrics.diversity import (DiversityScorer, diversity_protocol, ms_ssim_diversity, ms_ssim_per_class,
                                sample_same_class_pairs)
 
 
@@ -100,3 +104,87 @@ def test_protocol_is_stamped_and_json_able() -> None:
     assert p["target_side"] == 176
     assert p["data_range"] == 1.0 and p["value_range"] == [-1.0, 1.0]
     assert p["weights"] == [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+
+
+# -- the ms-ssim-diversity scorer ------------------------------------------------------------------
+def _class_task(class_input: bool = True) -> TaskSpec:
+    info = DatasetInfo(name="mnist-test", tasks=(), num_classes=10, provides=("image", "label", "index"))
+    inputs = {"c": Field("label", "class")} if class_input else {}
+    return TaskSpec("t", inputs=inputs, targets={"y": Field("image", "image", 1)}, pairing="none").bind(info)
+
+
+def _score_ctx(options: dict, tmp_path, class_input: bool = True) -> ScoreContext:
+    return ScoreContext(task=_class_task(class_input), device=torch.device("cpu"), cache_dir=tmp_path,
+                        options=options)
+
+
+def _on_grid(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] on the uint8 grid (what the scorer stores), so direct calls see the same pixels."""
+    return ((x + 1) * 127.5).round() / 127.5 - 1
+
+
+def _stream(scorer: DiversityScorer, gen: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
+            size: int = 5) -> dict[str, float]:
+    for i in range(0, len(gen), size):
+        batch = {"image": real[i:i + size], "label": labels[i:i + size]}
+        scorer.update(gen[i:i + size], batch)
+    return scorer.compute()
+
+
+def test_scorer_equals_direct_calls_on_generated_and_real(tmp_path) -> None:
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
+    gen, real = _on_grid(_images(12, 28, seed=5, channels=1)), _on_grid(_images(12, 28, seed=6, channels=1))
+    out = _stream(METRICS.get("ms-ssim-diversity")(_score_ctx({"pairs": 7, "seed": 3}, tmp_path)), gen, real, labels)
+    assert set(out) == {"ms_ssim", "ms_ssim_real"}
+    assert out["ms_ssim"] == pytest.approx(ms_ssim_diversity(gen, labels, pairs=7, seed=3), abs=1e-5)
+    assert out["ms_ssim_real"] == pytest.approx(ms_ssim_diversity(real, labels, pairs=7, seed=3), abs=1e-5)
+    assert out["ms_ssim"] != pytest.approx(out["ms_ssim_real"], abs=1e-3)
+    # defaults: 100 pairs per class, seed 0
+    default = _stream(DiversityScorer(_score_ctx({}, tmp_path)), gen, real, labels)
+    assert default["ms_ssim"] == pytest.approx(ms_ssim_diversity(gen, labels), abs=1e-5)
+    # the oracle row (the real images as samples) scores the real value
+    oracle = DiversityScorer(_score_ctx({"pairs": 7, "seed": 3}, tmp_path))
+    for i in range(0, 12, 5):
+        batch = {"image": real[i:i + 5], "label": labels[i:i + 5]}
+        oracle.update(oracle.score_reference(batch), batch)
+    assert oracle.compute()["ms_ssim"] == pytest.approx(out["ms_ssim_real"], abs=1e-6)
+
+
+def test_scorer_identical_images_per_class_give_one(tmp_path) -> None:
+    base = _on_grid(_images(2, 28, seed=7, channels=1))
+    labels = torch.tensor([4, 9, 4, 9, 4, 9])
+    gen = base[(labels == 9).long()]                              # every class is one image repeated
+    real = _on_grid(_images(6, 28, seed=8, channels=1))
+    out = _stream(DiversityScorer(_score_ctx({"pairs": 5}, tmp_path)), gen, real, labels, size=4)
+    assert out["ms_ssim"] == pytest.approx(1.0, abs=1e-5)
+    assert out["ms_ssim_real"] < 0.9
+    # the requested classes matter: without a class field nor labels, all samples are one class
+    fallback = _stream(DiversityScorer(_score_ctx({"pairs": 5}, tmp_path, class_input=False)), gen, real, labels)
+    assert fallback["ms_ssim"] == pytest.approx(1.0, abs=1e-5)     # no class field: batch['label']
+    one = DiversityScorer(_score_ctx({"pairs": 5}, tmp_path, class_input=False))
+    one.update(gen, {"image": real})
+    assert one.compute()["ms_ssim"] == pytest.approx(ms_ssim_diversity(gen, None, pairs=5), abs=1e-5)
+    assert "one class" in one.protocol()["classes"]
+
+
+def test_scorer_options_errors_and_protocol(tmp_path) -> None:
+    with pytest.raises(MetricError, match="pairs, seed") as err:
+        DiversityScorer(_score_ctx({"pairs": 10, "win_size": 7}, tmp_path))
+    assert "'win_size'" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(MetricError, match="pairs"):
+        DiversityScorer.preflight(_score_ctx({"pairs": 0}, tmp_path))
+    with pytest.raises(MetricError, match="integer"):
+        DiversityScorer(_score_ctx({"seed": "zero"}, tmp_path))
+    scorer = DiversityScorer(_score_ctx({"pairs": 10, "seed": 2}, tmp_path))
+    with pytest.raises(MetricError, match="no samples"):
+        scorer.compute()
+    img = torch.zeros(3, 1, 28, 28)
+    with pytest.raises(MetricError, match="one sample per image"):
+        scorer.update(img[:2], {"image": img, "label": torch.tensor([0, 1, 2])})
+    assert METRICS.get("ms-ssim-diversity") is DiversityScorer
+    assert DiversityScorer.feed == "samples" and DiversityScorer.outputs == ("image",)
+    assert not any(DiversityScorer.is_higher_better(k) for k in ("ms_ssim", "ms_ssim_real"))
+    p = scorer.protocol()
+    json.dumps(p)
+    assert p["pairs_per_class"] == 10 and p["seed"] == 2 and p["value_range"] == [0.0, 255.0]
+    assert p["scorer"] == "DiversityScorer" and "127.5" in p["quantisation"]

@@ -8,3 +8,4 @@ DISCRIMINATORS.register("fusion4-sn", "methods.discriminators.fusion4:Fusion4SN"
 DISCRIMINATORS.register("vgg16-concat-sn", "methods.discriminators.vgg16_concat:VGG16ConcatSN")
 DISCRIMINATORS.register("projection-sn", "methods.discriminators.projection:ProjectionSN")
 DISCRIMINATORS.register("vgg16-fusion-sn", "methods.discriminators.vgg16_fusion:VGG16FusionSN")
+DISCRIMINATORS.register("class-heads", "methods.discriminators.class_heads:ClassHeadD")

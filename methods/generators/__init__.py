@@ -3,3 +3,4 @@
 from bench.registry import GENERATORS
 
 GENERATORS.register("unet", "methods.generators.unet:UNetGenerator")
+GENERATORS.register("class-dcgan", "methods.generators.class_dcgan:ClassDCGAN")

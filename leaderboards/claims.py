@@ -1,0 +1,72 @@
+"""The paper's claims (``[[claims]]`` of a suite), checked on our seeds.
+
+A claim orders rows on one column, best first. Each adjacent pair (a claimed better than b) is judged
+with 95% confidence intervals of the mean over seeds (Student t, ``mean +- t(0.975, n-1) s / sqrt(n)``):
+
+- **reproduced**: a's mean is better and the two intervals do not overlap;
+- **reversed**: b's mean is better and the intervals do not overlap;
+- **not separated**: the intervals overlap (or a row has a single seed: no interval).
+
+A claim is reversed if any of its pairs is, else not separated if any is, else reproduced; "missing"
+when a row has no value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+from bench.config import Suite
+from bench.schema import slug
+
+VERDICTS = ("reproduced", "not separated", "reversed", "missing")
+COLUMNS = ["claim", "source", "metric", "better", "order", "ours", "verdict", "pairs"]
+
+
+def interval(mean: float, std: float, n: int) -> tuple[float, float]:
+    """95% t-interval of a mean over ``n`` seeds; (-inf, inf) for a single seed."""
+    if n < 2 or math.isnan(std):
+        return -math.inf, math.inf
+    from scipy.stats import t
+    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def judge_pair(a: tuple[float, float, int], b: tuple[float, float, int], higher: bool) -> str:
+    """``a`` claimed better than ``b``; each (mean, std, n)."""
+    if any(math.isnan(x[0]) for x in (a, b)):
+        return "missing"
+    (la, ha), (lb, hb) = interval(*a), interval(*b)
+    apart = ha < lb or hb < la
+    a_better = a[0] > b[0] if higher else a[0] < b[0]
+    if not apart:
+        return "not separated"
+    return "reproduced" if a_better else "reversed"
+
+
+def claim_table(suite: Suite, long: pd.DataFrame, higher: Mapping[str, bool]) -> pd.DataFrame:
+    rows = []
+    for c in suite.claims:
+        up = c.better == "higher" if c.better else bool(higher.get(c.metric, False))
+        cells = long[long["column"] == c.metric] if len(long) else long
+        stats, shown = {}, []
+        for r in c.order:
+            name = next((row.name for row in suite.rows if r in (row.name, slug(row.name))), r)
+            hit = cells[cells["row"] == name]
+            if len(hit) and hit.iloc[0]["status"] == "ok":
+                h = hit.iloc[0]
+                stats[r] = (float(h["mean"]), float(h["std"]), int(h["n"]))
+                lo, hi = interval(*stats[r])
+                shown.append(f"{name}: {h['mean']:.4g}" + (f" [{lo:.4g}, {hi:.4g}]" if math.isfinite(lo) else ""))
+            else:
+                stats[r] = (math.nan, math.nan, 0)
+                shown.append(f"{name}: -")
+        pairs = [judge_pair(stats[a], stats[b], up) for a, b in zip(c.order, c.order[1:])]
+        verdict = ("missing" if "missing" in pairs else "reversed" if "reversed" in pairs
+                   else "not separated" if "not separated" in pairs else "reproduced")
+        rows.append({"claim": c.text, "source": c.source, "metric": c.metric, "better": "higher" if up else "lower",
+                     "order": " > ".join(c.order), "ours": "; ".join(shown), "verdict": verdict,
+                     "pairs": ", ".join(pairs)})
+    return pd.DataFrame(rows, columns=COLUMNS)

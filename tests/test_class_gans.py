@@ -1,0 +1,164 @@
+"""The AC-GAN family and CA-GAN (methods/acgan.py, methods/cagan.py) on hand-made tensors, and mixed
+batch training (methods/mixed_batch.py): which terms exist, which get gradients, what is masked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.contracts import AdvTerms, DOutput, FromPrior, TrainContext
+from bench.data.base import DatasetInfo
+from bench.errors import ConfigError
+from bench.registry import DISCRIMINATORS, GENERATORS, LOSSES, METHODS
+from bench.tasks import Field, TaskSpec
+from methods.mixed_batch import MixedBatch, mixed_forward, split_sizes
+
+K = 4
+TASK = TaskSpec("t", inputs={"c": Field("label", "class")}, targets={"y": Field("image", "image", 1)},
+                pairing="none").bind(DatasetInfo(name="d", tasks=(), num_classes=K, provides=("image", "label")))
+
+
+def _bare(name: str, **options):
+    """An adapter object with options and loss only (no networks): enough to evaluate its objectives."""
+    cls = METHODS.get(name)
+    ad = cls.__new__(cls)
+    ad.options = cls.Options(**options)
+    ad.loss = LOSSES.get(ad.options.loss)()
+    ad.D = None
+    ad._critic = lambda v: (_ for _ in ()).throw(AssertionError("D must not be called"))
+    return ad
+
+
+def _outputs(n: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    real = DOutput([torch.randn(n, 1, generator=g).requires_grad_()], [],
+                   {"cls": torch.randn(n, K, generator=g).requires_grad_()})
+    fake = DOutput([torch.randn(n, 1, generator=g).requires_grad_()], [],
+                   {"cls": torch.randn(n, K, generator=g).requires_grad_()})
+    return real, fake
+
+
+def _grads(loss: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor | None]:
+    return list(torch.autograd.grad(loss, tensors, allow_unused=True))
+
+
+Y_REAL, Y_FAKE = torch.tensor([0, 2, 3]), torch.tensor([1, 1, 0])
+
+
+def test_cagan_trains_only_the_activated_condition():
+    ad = _bare("cagan")
+    real, fake = _outputs()
+    t = AdvTerms(None, torch.zeros(3), torch.zeros(3), real, fake)
+    loss, parts = ad.d_objective(t, Y_REAL, Y_FAKE)
+    cr, cf = real.heads["cls"], fake.heads["cls"]
+    ar, af = cr.gather(1, Y_REAL[:, None]), cf.gather(1, Y_FAKE[:, None])
+    # the paper's LSGAN form: sum_c (D_c(x) - 1)^2 cnd_real + D_c(x')^2 cnd_fake, averaged over samples
+    torch.testing.assert_close(loss, ((ar - 1) ** 2).mean() + (af ** 2).mean())
+    g_real, g_fake, g_adv = _grads(loss, cr, cf, real.logits[0])
+    assert g_adv is None                                          # the adversarial head is not used
+    mask_r = F.one_hot(Y_REAL, K).bool()
+    assert torch.all(g_real[~mask_r] == 0) and torch.all(g_real[mask_r] != 0)
+    mask_f = F.one_hot(Y_FAKE, K).bool()
+    assert torch.all(g_fake[~mask_f] == 0) and torch.all(g_fake[mask_f] != 0)
+    # G: (D_c(x') - 1)^2 on the activated condition of each generated sample only
+    t = AdvTerms(None, torch.zeros(3), torch.zeros(3), None, fake)
+    loss_g, _ = ad.g_objective(t, Y_REAL, Y_FAKE)
+    torch.testing.assert_close(loss_g, ((af - 1) ** 2).mean())
+    (g,) = _grads(loss_g, cf)
+    assert torch.all(g[~mask_f] == 0) and torch.all(g[mask_f] != 0)
+
+
+@pytest.mark.parametrize("name, fake_in_d, lam", [("acgan", True, 1.0), ("acgan-mod", False, 0.1),
+                                                  ("acgan-mod-gcls", True, 0.1)])
+def test_acgan_variants_put_the_fake_class_term_where_they_say(name, fake_in_d, lam):
+    ad = _bare(name)
+    assert ad.options.lambda_cls == lam
+    real, fake = _outputs()
+    t = AdvTerms(None, torch.zeros(3), torch.zeros(3), real, fake)
+    loss, parts = ad.d_objective(t, Y_REAL, Y_FAKE)
+    ce_r = F.cross_entropy(real.heads["cls"], Y_REAL)
+    ce_f = F.cross_entropy(fake.heads["cls"], Y_FAKE)
+    adv = ((real.logits[0] - 1) ** 2).mean() + (fake.logits[0] ** 2).mean()          # LSGAN
+    torch.testing.assert_close(loss, adv + lam * (ce_r + (ce_f if fake_in_d else 0)))
+    g_fake_cls, g_adv = _grads(loss, fake.heads["cls"], real.logits[0])
+    assert (g_fake_cls is not None) == fake_in_d and g_adv is not None
+    # G: adversarial + lambda * class loss of the generated samples, for every variant
+    t = AdvTerms(None, torch.zeros(3), torch.zeros(3), None, fake)
+    loss_g, _ = ad.g_objective(t, Y_REAL, Y_FAKE)
+    torch.testing.assert_close(loss_g, ((fake.logits[0] - 1) ** 2).mean() + lam * ce_f)
+
+
+def test_without_adversarial_loss_the_adversarial_head_gets_nothing():
+    ad = _bare("acgan-mod", adversarial=False)
+    real, fake = _outputs()
+    loss, parts = ad.d_objective(AdvTerms(None, torch.zeros(3), torch.zeros(3), real, fake), Y_REAL, Y_FAKE)
+    assert set(parts) == {"cls"}
+    assert _grads(loss, real.logits[0])[0] is None
+    with pytest.raises(ConfigError, match="lambda_cls"):
+        METHODS.get("acgan-mod").Options(adversarial=False, lambda_cls=0.0)
+
+
+def test_mixed_batch_sizes_and_schedule():
+    assert split_sizes(32, 0.5) == (16, 16) and split_sizes(10, 0.01) == (1, 9) and split_sizes(4, 0.99) == (3, 1)
+    grow = MixedBatch(0.5, start=0.01, growth=0.01)
+    assert [grow.real_share(e) for e in (0, 1, 48, 49, 80)] == pytest.approx([0.01, 0.02, 0.49, 0.5, 0.5])
+    assert MixedBatch(0.3).real_share(7) == 0.3
+    with pytest.raises(ConfigError):
+        MixedBatch(1.0)
+    real, fake = torch.zeros(8, 2), torch.ones(8, 2)
+
+    def d(x):
+        return {"logits": x[:, :1], "cls": x}
+    dr, df, k, m = mixed_forward(d, real, fake, 0.25)
+    assert (k, m) == (2, 6) and torch.all(dr.heads["cls"] == 0) and torch.all(df.heads["cls"] == 1)
+
+
+# -- a whole adapter with tiny stand-in networks: every D batch holds the set share ------------------
+class _TinyG(nn.Module):
+    def __init__(self, z_dim, num_classes, *, image_size=8, ngf=4):
+        super().__init__()
+        self.fc = nn.Linear(z_dim + num_classes, image_size * image_size)
+        self.s = image_size
+
+    def forward(self, z, onehot):
+        return torch.tanh(self.fc(torch.cat([z, onehot], 1))).view(-1, 1, self.s, self.s)
+
+
+class _SpyD(nn.Module):
+    """Records the share of real samples (marked by +5 in pixel 0) in every batch it sees."""
+
+    seen: list[float] = []
+
+    def __init__(self, in_channels, num_classes, *, image_size=8, ndf=4):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size * image_size, ndf),
+                                  nn.BatchNorm1d(ndf))
+        self.adv, self.cls = nn.Linear(ndf, 1), nn.Linear(ndf, num_classes)
+
+    def forward(self, y):
+        _SpyD.seen.append(float((y[:, 0, 0, 0] > 2).float().mean()))
+        h = self.body(y)
+        return {"logits": self.adv(h), "cls": self.cls(h)}
+
+
+@pytest.mark.parametrize("name", ["cagan", "acgan-mod"])
+def test_every_d_batch_keeps_the_mixed_share(name):
+    for n, c in (("test-tiny-cgen", _TinyG), ("test-spy-heads", _SpyD)):
+        (GENERATORS if n.endswith("cgen") else DISCRIMINATORS).register(n, c)
+    from bench.build import build_method
+    ctx = TrainContext(torch.device("cpu"), image_size=8, steps_per_epoch=10)
+    ad = build_method(name, {"z_dim": 3, "mixed_share": 0.25, "ngf": 4, "ndf": 4}, TASK, ctx,
+                      {"G": {"name": "test-tiny-cgen"}, "D": {"name": "test-spy-heads"}}, image_size=8)
+    batch = {"image": torch.full((8, 1, 8, 8), 5.0), "label": torch.arange(8) % K}
+    _SpyD.seen.clear()
+    for step in range(3):
+        losses = ad.train_step(batch, step, True)
+        assert all(torch.isfinite(v) for v in losses.values())
+    assert _SpyD.seen and all(s == 0.25 for s in _SpyD.seen)         # D and G steps: 2 real + 6 generated
+    out = ad.sample(FromPrior(6, torch.tensor([0, 1, 2, 3, 0, 1]), seed=3))["y"]
+    again = ad.sample(FromPrior(6, torch.tensor([0, 1, 2, 3, 0, 1]), seed=3))["y"]
+    assert out.shape == (6, 1, 8, 8) and torch.equal(out, again)
+    shared = ad.sample(FromPrior(4, torch.tensor([0, 1, 0, 1]), seed=3, latent_ids=torch.tensor([0, 0, 1, 1])))["y"]
+    assert not torch.equal(shared[0], shared[1])                       # same latent, other class
