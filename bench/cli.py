@@ -161,6 +161,104 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(out: Path, suite_name: str):
+    from bench.results import ResultStore
+    db = out / RESULTS_FILE
+    if not db.is_file():
+        raise ConfigError(f"no results at {db}; run `bench run {suite_name} --out {out}` first")
+    return ResultStore(db)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from leaderboards.regress import baseline_frame
+    suite = _suite(args.suite)
+    out = _out(args.out, suite.name)
+    profile = args.profile or suite.suite.default_profile
+    frame = baseline_frame(suite, _store(out, suite.name), profile)
+    dest = Path(args.file or out / f"baseline-{suite.name}-{profile}.csv")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(dest, index=False)
+    print(f"baseline of {suite.name} ({profile}): {int((frame['status'] == 'ok').sum())} values -> {dest}")
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from bench.build import select_device
+    from bench.suite import run_suite
+    from leaderboards.build import write_leaderboard
+    from leaderboards.regress import baseline_frame, compare, parse_tolerances, read_baseline
+    suite = _suite(args.suite)
+    baseline = read_baseline(Path(args.baseline))
+    profile = args.profile or (str(baseline["profile"].iloc[0]) if len(baseline) else suite.suite.default_profile)
+    tolerances = parse_tolerances(args.tolerance)
+    out = _out(args.out, suite.name)
+    if args.run:
+        run_suite(suite, out, profile=profile, device=select_device(args.device), deterministic=args.deterministic,
+                  resume=args.resume, progress=not args.no_progress, leaderboard=write_leaderboard)
+    result = compare(baseline, baseline_frame(suite, _store(out, suite.name), profile), suite.tolerances, tolerances)
+    print(result.report())
+    return 1 if result.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.data.manage import check
+    from bench.registry import SUITES
+    from leaderboards.status import write_status
+    from bench.config import load_suite
+    suites = [load_suite(SUITES.get(n)) for n in SUITES.names()]
+    data_ok = {}
+    for s in suites:
+        if s.suite.dataset not in data_ok:
+            try:
+                data_ok[s.suite.dataset] = bool(check(s.suite.dataset).ok)
+            except BenchError:
+                data_ok[s.suite.dataset] = False
+    path = write_status(suites, Path(args.results), data_ok)
+    print(path.read_text())
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from leaderboards.history import history_frame, plot_history
+    suite = _suite(args.suite)
+    out = _out(args.out, suite.name)
+    frame = history_frame(_store(out, suite.name), suite.name, args.metric, args.profile)
+    dest = Path(args.plot or out / f"history-{args.metric.replace('/', '_')}.png")
+    plot_history(frame, dest, f"{suite.name}: {args.metric} over code versions")
+    print(frame.to_string(index=False))
+    print(f"plot: {dest}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.build import select_device
+    from bench.suite import run_suite
+    from leaderboards.build import directions, leaderboard_frame, write_leaderboard
+    from leaderboards.compare import candidate_suite, compare_markdown, ranks
+    from leaderboards.stats import add_statistics
+    import pandas as pd
+    out = Path(args.out or Path("runs") / f"compare-{args.discriminator}")
+    name = f"{args.discriminator} (candidate)"
+    frames = []
+    for sname in [s.strip() for s in args.suites.split(",") if s.strip()]:
+        suite = candidate_suite(_suite(sname), args.discriminator, name)
+        sout = out / suite.name
+        profile = args.profile or suite.suite.default_profile
+        run_suite(suite, sout, profile=profile, seeds=_seeds(args.seeds), device=select_device(args.device),
+                  resume=args.resume, progress=not args.no_progress, leaderboard=write_leaderboard)
+        store = _store(sout, suite.name)
+        records = store.latest(suite=suite.name, profile=profile)
+        long = leaderboard_frame(suite, records)
+        higher = directions(suite, long, {h: store.protocol(h) or {} for h in set(records["protocol_hash"]) - {""}},
+                            records)
+        frames.append(ranks(suite.name, add_statistics(long, records, higher), higher, name))
+    frame = pd.concat(frames) if frames else pd.DataFrame()
+    frame.to_csv(out / "compare.csv", index=False)
+    (out / "compare.md").write_text(compare_markdown(frame, args.discriminator))
+    print((out / "compare.md").read_text())
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from bench.publish import publish
     dest = publish(Path(args.out), Path(args.dest))
@@ -252,6 +350,48 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--profile")
     s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
     s.set_defaults(func=cmd_leaderboard)
+
+    s = sub.add_parser("baseline", help="write a baseline of a finished run's numbers for `bench regress`")
+    s.add_argument("suite")
+    s.add_argument("--out", help="the run's output folder (default: runs/<suite>)")
+    s.add_argument("--profile")
+    s.add_argument("--file", help="where to write it (default: OUT/baseline-<suite>-<profile>.csv)")
+    s.set_defaults(func=cmd_baseline)
+
+    s = sub.add_parser("regress", help="compare a run with a baseline; exit 1 when a number moved")
+    s.add_argument("suite")
+    s.add_argument("--baseline", required=True)
+    s.add_argument("--out", help="the run to check (default: runs/<suite>); with --run, where to run it")
+    s.add_argument("--run", action="store_true", help="run the suite first (into --out)")
+    s.add_argument("--resume", action="store_true")
+    s.add_argument("--deterministic", action="store_true")
+    s.add_argument("--profile", help="default: the baseline's")
+    s.add_argument("--tolerance", action="append", metavar="METRIC=VALUE",
+                   help="allowed |new - old| for a metric key or task/metric (repeatable; over [tolerances])")
+    common(s)
+    s.set_defaults(func=cmd_regress)
+
+    s = sub.add_parser("status", help="write the reproduction status page from the committed result folders")
+    s.add_argument("--results", default="leaderboards/results")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("history", help="plot a metric over the code versions and dates of a results store")
+    s.add_argument("suite")
+    s.add_argument("--metric", required=True, help="a metric key or task/metric")
+    s.add_argument("--out", help="the output folder holding results.sqlite (default: runs/<suite>)")
+    s.add_argument("--profile")
+    s.add_argument("--plot", help="where to draw it (default: OUT/history-<metric>.png)")
+    s.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("compare", help="run a discriminator as one more row of existing suites and rank it")
+    s.add_argument("--discriminator", required=True)
+    s.add_argument("--suites", required=True, help="comma-separated suite names or .toml paths")
+    s.add_argument("--profile")
+    s.add_argument("--seeds", type=int)
+    s.add_argument("--out")
+    s.add_argument("--resume", action="store_true")
+    common(s)
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("publish", help="copy a finished run's leaderboard, claims, curves, grids and store, "
                                        "with how it was made (RUN.md), into a folder to commit")

@@ -142,8 +142,8 @@ class Suite:
     columns: dict[str, list[str]] = doc("Per task: metric keys shown in leaderboard.md (all are in the CSV).",
                                         factory=dict)
     tolerances: dict[str, float] = doc(
-        "Per metric key: allowed abs(ours - published) for the regression check. Parsed and kept; not read "
-        "by anything yet (the regression command lands with issue 11).", factory=dict)
+        "Per metric key or `task/metric`: how far a value may move from its baseline before `bench regress` "
+        "fails (default 0: any change); `--tolerance` overrides.", factory=dict)
     claims: list[Claim] = field(default_factory=list)
     path: str = ""
 

@@ -19,7 +19,10 @@ import pandas as pd
 from bench import failpoints
 from bench.config import Suite
 from leaderboards.claims import claim_table
-from leaderboards.curves import EPOCH_KEY, finish_figure, plot_curves
+from leaderboards.curves import EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
+from leaderboards.export import latex_table
+from leaderboards.report import html_report
+from leaderboards.stats import add_statistics
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +129,55 @@ def rank_agreement(long: pd.DataFrame, higher: Mapping[str, bool] | None = None)
         g = g.dropna(subset=["mean", "published"])
         if len(g) < 3:
             continue
-        tau = kendalltau(g["mean"], g["published"]).statistic
+        res = kendalltau(g["mean"], g["published"])
         up = bool(higher.get(col, False))
         best_ours = g.loc[g["mean"].idxmax() if up else g["mean"].idxmin(), "row"]
         best_paper = g.loc[g["published"].idxmax() if up else g["published"].idxmin(), "row"]
         rows.append({"column": col, "rows": len(g), "better": "higher" if up else "lower",
-                     "kendall_tau": float(tau), "same_best": best_ours == best_paper})
-    return pd.DataFrame(rows, columns=["column", "rows", "better", "kendall_tau", "same_best"])
+                     "kendall_tau": float(res.statistic), "p_value": float(res.pvalue),
+                     "same_best": best_ours == best_paper})
+    return pd.DataFrame(rows, columns=["column", "rows", "better", "kendall_tau", "p_value", "same_best"])
+
+
+SIG_DIGITS = 4
+
+
+def _sig(v: float, digits: int = SIG_DIGITS, sign: bool = False) -> str:
+    """``v`` to ``digits`` significant digits, in fixed-point notation, trailing zeros dropped.
+
+    The rule: round to ``digits`` significant digits (as ``f"{v:.{digits}g}"`` does) and write the
+    result without an exponent, dropping trailing zeros and a trailing point; a value whose integer
+    part already has ``digits`` digits or more is written as its rounded integer (every integer digit
+    kept: 12345.6 -> "12346"). So 0.0007712 -> "0.0007712", 0.8012 -> "0.8012", 0.3 -> "0.3",
+    145.4955 -> "145.5", 1234.5 -> "1234" (round half to even), 0 -> "0". Scientific notation
+    (``.4g``) only outside 1e-6 <= |v| < 1e15, where fixed point would be unreadable. ``sign``: a
+    leading "+" on values >= 0 (the gap column). NaN / inf are written as Python writes them.
+    """
+    if not math.isfinite(v):
+        return f"{v:+}" if sign else str(v)
+    plus = "+" if sign and not (v < 0) else ""
+    if v == 0:
+        return plus + "0"
+    exponent = int(f"{v:.{digits - 1}e}".split("e")[1])     # the exponent after rounding
+    if exponent < -6 or exponent >= 15:
+        return plus + f"{v:.{digits}g}"
+    if exponent >= digits - 1:
+        return plus + str(round(v))
+    s = f"{v:.{digits - 1 - exponent}f}"
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return plus + s
 
 
 def _fmt(v: float, std: float = math.nan) -> str:
+    """A leaderboard cell: the mean, and `` ± std`` when there is one, each to 4 significant digits
+    (the rule of :func:`_sig`), so metrics of every scale (an ESPNet FID of 1e-3, an area of 145)
+    keep their digits."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    s = f"{v:.4f}"
-    if not math.isnan(std):
-        s += f" ± {std:.4f}"
+    s = _sig(float(v))
+    if std is not None and not math.isnan(std):
+        s += f" ± {_sig(float(std))}"
     return s
 
 
@@ -157,10 +194,16 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
                 line[c] = ""
                 continue
             r = cell.iloc[0]
-            line[c] = _fmt(r["mean"], r["std"]) if r["status"] == "ok" else r["status"]
+            if r["status"] != "ok":
+                line[c] = r["status"]
+            elif "ci_low" in r and not math.isnan(r["ci_low"]):
+                line[c] = f"{_sig(float(r['mean']))} [{_sig(float(r['ci_low']))}, {_sig(float(r['ci_high']))}]"
+            else:
+                line[c] = _fmt(r["mean"], r["std"])
             if has_pub[c]:
                 line[f"{c} (paper)"] = _fmt(r["published"])
-                line[f"{c} gap"] = f"{r['gap']:+.4f}" if not math.isnan(r["gap"]) else ""
+                flag = "*" if bool(r.get("outside", False)) else ""
+                line[f"{c} gap"] = _sig(float(r["gap"]), sign=True) + flag if not math.isnan(r["gap"]) else ""
         table.append(line)
     return pd.DataFrame(table)
 
@@ -178,7 +221,10 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     if s.reference:
         lines.append(f"reproduces: {s.reference}")
     seeds = sorted(set(long["n"])) if len(long) else []
-    lines += [f"seeds per cell: {', '.join(map(str, seeds))} (mean ± sample std over seeds)", ""]
+    how = ("mean [95% interval] over seeds: bootstrap for 3 seeds or more, Student t for 2; mean ± sample std "
+           "without one" if "ci_low" in long else "mean ± sample std over seeds")
+    lines += [f"seeds per cell: {', '.join(map(str, seeds))} ({how}); a gap marked * puts the paper's value "
+              "outside our interval", ""]
     wide = wide_table(long)
     wide.columns = [_md_cell(c) for c in wide.columns]
     lines.append(wide.map(_md_cell).to_markdown(index=False))
@@ -189,15 +235,12 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     if len(claims):
         lines += ["", "## Published claims", "",
                   "Each claim orders rows on one column, best first; a pair is *reproduced* when our means are in that "
-                  "order and their 95% t-intervals over seeds do not overlap, *reversed* when the means are in the "
+                  "order and their 95% intervals over seeds do not overlap, *reversed* when the means are in the "
                   "other order and the intervals do not overlap, and *not separated* otherwise.", "",
                   claims[["claim", "source", "ours", "verdict"]].map(_md_cell).to_markdown(index=False)]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"])
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.row} / {r.task}: {r.reason}" for r in failed.itertuples()]
-    if suite.tolerances:
-        lines += ["", "Note: `[tolerances]` is recorded but not checked yet (the regression command is "
-                  "still to come)."]
     if protocols:
         lines += ["", "## Evaluation protocols", ""] + [f"- `{h}`: {d}" for h, d in protocols.items()]
     if s.assumptions:
@@ -206,52 +249,58 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
 
 
 def plot(long: pd.DataFrame, path: Path, title: str) -> Path | None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     cols = [c for c in dict.fromkeys(long["column"]) if long[long["column"] == c]["mean"].notna().any()
             and not EPOCH_KEY.match(str(c))]
     if not cols:
         return None
-    n = len(cols)
-    ncols = min(3, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = panel_grid(len(cols), 3.2)
     for ax, c in zip(axes.flat, cols):
         g = long[long["column"] == c]
         xs = range(len(g))
-        ax.bar([x - 0.2 for x in xs], g["mean"], width=0.4, yerr=g["std"].fillna(0), label="ours")
+        if "ci_low" in g and g["ci_low"].notna().any():
+            err = [(g["mean"] - g["ci_low"]).fillna(0).clip(lower=0),
+                   (g["ci_high"] - g["mean"]).fillna(0).clip(lower=0)]
+        else:
+            err = g["std"].fillna(0)
+        ax.bar([x - 0.2 for x in xs], g["mean"], width=0.4, yerr=err, capsize=2, label="ours (95% interval)")
         if g["published"].notna().any():
             ax.bar([x + 0.2 for x in xs], g["published"], width=0.4, label="paper")
             ax.legend(fontsize=7)
         ax.set_title(c, fontsize=9)
         ax.set_xticks(list(xs))
         ax.set_xticklabels(g["row"], rotation=30, ha="right", fontsize=7)
-    return finish_figure(fig, axes, n, title, path)
+    return finish_figure(fig, axes, len(cols), title, path)
 
 
 def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None) -> Path:
     """Write leaderboard.md / .csv / .png for ``suite`` and ``profile`` from ``store``; return the .md path."""
     profile = profile or suite.suite.default_profile
     records = store.latest(suite=suite.name, profile=profile)
+    hashes = sorted(set(records["protocol_hash"]) - {""}) if len(records) else []
+    full = {h: store.protocol(h) or {} for h in hashes}
     long = leaderboard_frame(suite, records)
+    higher = directions(suite, long, full, records)
+    if len(records):
+        long = add_statistics(long, records, higher)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "leaderboard.csv", long.assign(profile=profile).to_csv(index=False))
     failpoints.reached("leaderboard")
-    hashes = sorted(set(records["protocol_hash"]) - {""}) if len(records) else []
-    full = {h: store.protocol(h) or {} for h in hashes}
     protocols = {h: _describe(p) for h, p in full.items()}
+    title = suite.suite.title or suite.name
+    _draw(lambda p: plot_curves(long, p, f"{title} ({profile}): over training"), out / "curves.png")
+    _draw(lambda p: plot(long, p, f"{title} ({profile})"), out / "leaderboard.png")
+    _draw(lambda p: plot_training(out, [r.name for r in suite.rows], suite.suite.tasks, p,
+                                  f"{title} ({profile}): logged losses"), out / "training.png")
     md = out / "leaderboard.md"
-    text = render_markdown(suite, long, profile, protocols, directions(suite, long, full, records))
-    _atomic_text(md, text + _figures(suite, long, out))
-    claims = claim_table(suite, long, directions(suite, long, full, records))
+    _atomic_text(md, render_markdown(suite, long, profile, protocols, higher) + _figures(suite, long, out))
+    claims = claim_table(suite, long, higher)
     if len(claims):
         _atomic_text(out / "claims.csv", claims.to_csv(index=False))
-    _draw(lambda p: plot_curves(long, p, f"{suite.suite.title or suite.name} ({profile}): over training"),
-          out / "curves.png")
-    png = out / "leaderboard.png"
-    _draw(lambda p: plot(long, p, f"{suite.suite.title or suite.name} ({profile})"), png)
+    if len(long):
+        _atomic_text(out / "leaderboard.tex", latex_table(long, caption=f"{title} ({profile})"))
+    agree = rank_agreement(long, higher)
+    _atomic_text(out / "report.html", html_report(suite, long, out, profile, protocols, claims, agree))
     return md
 
 

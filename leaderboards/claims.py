@@ -1,7 +1,8 @@
 """The paper's claims (``[[claims]]`` of a suite), checked on our seeds.
 
 A claim orders rows on one column, best first. Each adjacent pair (a claimed better than b) is judged
-with 95% confidence intervals of the mean over seeds (Student t, ``mean +- t(0.975, n-1) s / sqrt(n)``):
+with the 95% intervals of the mean over seeds of :mod:`leaderboards.stats` (bootstrap for 3 seeds or
+more, Student t for 2; the columns ``ci_low`` / ``ci_high`` of the leaderboard frame when it has them):
 
 - **reproduced**: a's mean is better and the two intervals do not overlap;
 - **reversed**: b's mean is better and the intervals do not overlap;
@@ -26,7 +27,8 @@ COLUMNS = ["claim", "source", "metric", "better", "order", "ours", "verdict", "p
 
 
 def interval(mean: float, std: float, n: int) -> tuple[float, float]:
-    """95% t-interval of a mean over ``n`` seeds; (-inf, inf) for a single seed."""
+    """95% t-interval of a mean over ``n`` seeds from its summary; (-inf, inf) for a single seed (used when
+    the frame carries no per-seed interval)."""
     if n < 2 or math.isnan(std):
         return -math.inf, math.inf
     from scipy.stats import t
@@ -34,12 +36,11 @@ def interval(mean: float, std: float, n: int) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def judge_pair(a: tuple[float, float, int], b: tuple[float, float, int], higher: bool) -> str:
-    """``a`` claimed better than ``b``; each (mean, std, n)."""
+def judge_pair(a: tuple[float, float, float], b: tuple[float, float, float], higher: bool) -> str:
+    """``a`` claimed better than ``b``; each (mean, interval low, interval high)."""
     if any(math.isnan(x[0]) for x in (a, b)):
         return "missing"
-    (la, ha), (lb, hb) = interval(*a), interval(*b)
-    apart = ha < lb or hb < la
+    apart = a[2] < b[1] or b[2] < a[1]
     a_better = a[0] > b[0] if higher else a[0] < b[0]
     if not apart:
         return "not separated"
@@ -57,11 +58,16 @@ def claim_table(suite: Suite, long: pd.DataFrame, higher: Mapping[str, bool]) ->
             hit = cells[cells["row"] == name]
             if len(hit) and hit.iloc[0]["status"] == "ok":
                 h = hit.iloc[0]
-                stats[r] = (float(h["mean"]), float(h["std"]), int(h["n"]))
-                lo, hi = interval(*stats[r])
+                if "ci_low" in h and not math.isnan(h["ci_low"]):
+                    lo, hi = float(h["ci_low"]), float(h["ci_high"])
+                elif "ci_low" in h:
+                    lo, hi = -math.inf, math.inf
+                else:
+                    lo, hi = interval(float(h["mean"]), float(h["std"]), int(h["n"]))
+                stats[r] = (float(h["mean"]), lo, hi)
                 shown.append(f"{name}: {h['mean']:.4g}" + (f" [{lo:.4g}, {hi:.4g}]" if math.isfinite(lo) else ""))
             else:
-                stats[r] = (math.nan, math.nan, 0)
+                stats[r] = (math.nan, math.nan, math.nan)
                 shown.append(f"{name}: -")
         pairs = [judge_pair(stats[a], stats[b], up) for a, b in zip(c.order, c.order[1:])]
         verdict = ("missing" if "missing" in pairs else "reversed" if "reversed" in pairs

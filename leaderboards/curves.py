@@ -30,13 +30,8 @@ def plot_curves(long: pd.DataFrame, path: Path, title: str, metrics: list[str] |
         cf = cf[cf["metric"].isin(metrics)]
     if not len(cf):
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     panels = list(dict.fromkeys(zip(cf["task"], cf["metric"])))
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = panel_grid(len(panels), 3.4)
     for ax, (task, metric) in zip(axes.flat, panels):
         g = cf[(cf["task"] == task) & (cf["metric"] == metric)]
         for row, h in g.groupby("row", sort=False):
@@ -50,6 +45,16 @@ def plot_curves(long: pd.DataFrame, path: Path, title: str, metrics: list[str] |
     return finish_figure(fig, axes, len(panels), title, path)
 
 
+def panel_grid(n: int, height: float):
+    """A figure of ``n`` panels, at most three per line (headless backend)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    return plt.subplots(nrows, ncols, figsize=(4.8 * ncols, height * nrows), squeeze=False)
+
+
 def finish_figure(fig, axes, used: int, title: str, path: Path) -> Path:
     """Blank the unused panels, title, save and close a figure of panels."""
     import matplotlib.pyplot as plt
@@ -60,3 +65,36 @@ def finish_figure(fig, axes, used: int, title: str, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_training(out: Path, rows: list[str], tasks: list[str], path: Path, title: str,
+                  keys: tuple[str, ...] = ("loss_D", "loss_G")) -> Path | None:
+    """The logged losses (each run's ``scalars.csv``) per row, averaged over its seeds, one panel per
+    (task, loss)."""
+    from bench.schema import slug
+    frames = []
+    for row in rows:
+        for task in tasks:
+            for f in sorted((Path(out) / "runs" / slug(row)).glob(f"seed*/{task}/scalars.csv")):
+                try:
+                    d = pd.read_csv(f)
+                except (OSError, ValueError, pd.errors.EmptyDataError):
+                    continue
+                for k in keys:
+                    if k in d:
+                        frames.append(pd.DataFrame({"row": row, "task": task, "key": k, "step": d["step"],
+                                                    "value": d[k]}))
+    if not frames:
+        return None
+    df = pd.concat(frames)
+    panels = list(dict.fromkeys(zip(df["task"], df["key"])))
+    fig, axes = panel_grid(len(panels), 3.2)
+    for ax, (task, key) in zip(axes.flat, panels):
+        g = df[(df["task"] == task) & (df["key"] == key)]
+        for row, h in g.groupby("row", sort=False):
+            m = h.groupby("step")["value"].mean()
+            ax.plot(m.index, m.values, lw=1, label=row)
+        ax.set_title(f"{task}: {key}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.legend(fontsize=6)
+    return finish_figure(fig, axes, len(panels), title, path)

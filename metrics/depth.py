@@ -17,6 +17,12 @@ Averaging (``reduce``):
 - ``"pixel"``: the means are taken over all valid pixels of all images pooled
   (rms = root of the pooled mean squared error).
 
+Predictions are made finite and clipped as the BTS evaluation does (``eval.py``: values below
+``min_depth`` become ``min_depth``, above ``max_depth`` become ``max_depth``, ``+inf`` becomes
+``max_depth``, ``NaN`` becomes ``min_depth``; ``-inf`` is below the range, so ``min_depth``). One
+non-finite pixel therefore costs that pixel's error, never every metric of the split. Ground-truth
+pixels that are NaN or out of range are simply invalid.
+
 Crop: ``None`` (whole frame), ``"eigen"`` (rows 45:471, cols 41:601 of a 480 x 640 frame; for other
 frame sizes each edge is scaled proportionally and truncated: ``floor(45 * H / 480)`` etc.), or an
 explicit ``(top, bottom, left, right)`` tuple of Python slice bounds.
@@ -98,7 +104,9 @@ def per_image_sums(pred: torch.Tensor, gt: torch.Tensor, min_depth: float = 1e-3
         t, b, l, r = box
         pred, gt = pred[:, t:b, l:r], gt[:, t:b, l:r]
     gt = gt.to(pred.device, torch.float32)
-    pred = pred.float().clamp(min_depth, max_depth)
+    # BTS evaluation policy: NaN -> min_depth, +inf -> max_depth, then clip into [min_depth, max_depth]
+    pred = torch.nan_to_num(pred.float(), nan=min_depth, posinf=max_depth, neginf=min_depth)
+    pred = pred.clamp(min_depth, max_depth)
 
     valid = (gt > min_depth) & (gt < max_depth)           # NaN ground truth is invalid too
     g = torch.where(valid, gt, torch.ones_like(gt))
@@ -167,7 +175,9 @@ def depth_errors(pred: torch.Tensor, gt: torch.Tensor, min_depth: float = 1e-3, 
 @METRICS.register("depth")
 class DepthScorer(Scorer):
     """Scores a depth task. Options (``[metric_options.depth]``): ``crop`` (None | "eigen" |
-    [top, bottom, left, right]) and ``reduce`` ("image" | "pixel"); depth range from the dataset."""
+    [top, bottom, left, right]) and ``reduce`` ("image" | "pixel"); depth range from the dataset.
+    Predictions are clipped to the range, NaN counting as ``min_depth`` and +inf as ``max_depth``
+    (the BTS evaluation's policy; stamped on the protocol)."""
 
     keys = KEYS
     outputs = ("depth",)
@@ -211,5 +221,6 @@ class DepthScorer(Scorer):
             "crop": list(self.crop) if isinstance(self.crop, tuple) else self.crop,
             "reduce": self.reduce,
             "clip_predictions": [self.min_depth, self.max_depth],
+            "non_finite_predictions": "NaN -> min_depth, +inf -> max_depth, -inf -> min_depth (BTS eval)",
             "log": "rms_log natural log; log10 base 10",
         }

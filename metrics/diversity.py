@@ -10,7 +10,9 @@ Protocol, stamped by :func:`diversity_protocol` (and the :class:`DiversityProtoc
 - Inputs: images (N, C, H, W) in ``value_range`` (default [-1, 1], the bench's y-space); they are
   mapped linearly to [0, 1] and scored with ``data_range = 1.0``.
 - MS-SSIM from pytorch-msssim with its standard settings: Gaussian window 11, sigma 1.5,
-  5 scales with weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), K = (0.01, 0.03).
+  5 scales with weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), K = (0.01, 0.03); computed in
+  float64 (float32 only on MPS, which has no float64) with the window normalised in float64
+  (``metrics.reconstruction.gaussian_window``): float32 loses about 1e-4 on flat images.
 - Small images: 5 scales with an 11-px window need a shorter side > 160 px (``min_side`` 161).
   By default (``small="upsample"``) images whose shorter side is under 161 px are upsampled, aspect
   ratio kept, so that it becomes 176 px (``target_side``: the smallest multiple of 2^4 above 160, so
@@ -42,6 +44,7 @@ from tqdm import tqdm
 from bench.errors import MetricError
 from metrics.base import ScoreContext, Scorer
 from metrics.class_agreement import QUANTISATION, quantise, requested_labels
+from metrics.reconstruction import compute_dtype, gaussian_window
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ class DiversityProtocol:
             "scored_range": [0.0, 1.0],
             "weights": list(MS_SSIM_WEIGHTS),
             "K": [0.01, 0.03],
+            "dtype": "float64 (float32 on MPS), window normalised in that dtype",
             "min_side": self.min_side,
             "target_side": self.target_side,
             "pair_sampling": "per class, ordered i != j, with replacement, torch.Generator(seed)",
@@ -136,7 +140,7 @@ def sample_same_class_pairs(labels: torch.Tensor | None, n_images: int, pairs: i
 
 def _prepare(x: torch.Tensor, p: DiversityProtocol) -> torch.Tensor:
     lo, hi = p.value_range
-    x = ((x.float() - lo) / (hi - lo)).clamp(0, 1)
+    x = ((x.to(compute_dtype(x.device)) - lo) / (hi - lo)).clamp(0, 1)
     h, w = x.shape[-2:]
     short = min(h, w)
     if short >= p.min_side:
@@ -152,14 +156,17 @@ def _prepare(x: torch.Tensor, p: DiversityProtocol) -> torch.Tensor:
 
 def ms_ssim_pairs(images: torch.Tensor, a: torch.Tensor, b: torch.Tensor, protocol: DiversityProtocol,
                   batch_size: int = 32) -> torch.Tensor:
-    """MS-SSIM of images[a[k]] vs images[b[k]] for every k, as a (K,) float tensor on the images' device."""
+    """MS-SSIM of images[a[k]] vs images[b[k]] for every k, as a (K,) tensor on the images' device
+    (float64; float32 on MPS)."""
     out = []
+    win = gaussian_window(protocol.win_size, protocol.win_sigma, images.shape[1], compute_dtype(images.device),
+                          images.device)
     starts = range(0, len(a), batch_size)
     for s in tqdm(starts, desc="ms-ssim pairs", leave=False, disable=len(starts) < 8):
         ia, ib = a[s:s + batch_size].to(images.device), b[s:s + batch_size].to(images.device)
         x, y = _prepare(images[ia], protocol), _prepare(images[ib], protocol)
-        out.append(pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False, win_size=protocol.win_size,
-                                          win_sigma=protocol.win_sigma, weights=list(MS_SSIM_WEIGHTS)))
+        out.append(pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False, win=win,
+                                          weights=list(MS_SSIM_WEIGHTS)))
     return torch.cat(out)
 
 

@@ -1,13 +1,16 @@
 """FID / IS / KID through torch-fidelity, the per-class FID protocol, and the ``fid`` scorer.
 
-Pure functions: ``fid_from_features`` / ``fid_from_stats`` (Frechet distance in float64).
+Pure functions: ``fid_from_features`` / ``fid_from_stats`` (Frechet distance in float64) and
+``kid_from_features`` (torch-fidelity's KID, fed float64 features: in float32 its cubic kernel
+loses the small differences of low-variance features, e.g. KID 2^-21 instead of 0 at zero spread).
 ``compute(gen, real, ...)`` extracts features with a torch-fidelity extractor (see
 ``metrics.extractors``: the standard Inception from a local weights file, or a registered domain
 extractor such as ``mnist-classifier``) and scores them with torch-fidelity's IS / KID functions.
 Inputs may be uint8 or float (``value_range``, default [-1, 1]) tensors (N, C, H, W), image folders,
 datasets of image tensors, iterables of batches, or a callable ``sample(n) -> images`` with
 ``num_samples``. Reference statistics of ``real`` are cached under ``cache_dir()/fidelity`` keyed by the
-content hash of the data + the protocol (never by a name). Every result carries its ``protocol``.
+content hash of the data + the protocol (never by a name); ``cache_root`` may be a str or a Path.
+Every result carries its ``protocol``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,21 @@ def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2:
 def fid_from_features(f1: torch.Tensor | np.ndarray, f2: torch.Tensor | np.ndarray) -> float:
     """FID between two (N, D) feature sets (float64)."""
     return fid_from_stats(*feature_statistics(f1), *feature_statistics(f2))
+
+
+def kid_from_features(f1: torch.Tensor | np.ndarray, f2: torch.Tensor | np.ndarray, *, subsets: int = 100,
+                      subset_size: int = 1000, rng_seed: int = 2020) -> tuple[float, float]:
+    """KID (mean, std over ``subsets``) between two (N, D) feature sets: torch-fidelity's unbiased MMD^2
+    with the kernel (x.y / D + 1)^3 on random subsets of ``min(subset_size, N1, N2)`` rows each,
+    computed in float64 whatever the features' dtype."""
+    a, b = (torch.as_tensor(f).detach().cpu().double() for f in (f1, f2))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise MetricError(f"KID needs two (N >= 2, D) feature sets of the same D, got {tuple(a.shape)} and "
+                          f"{tuple(b.shape)}; use more samples")
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    k = kid_features_to_metric(a, b, kid_subsets=subsets, kid_subset_size=min(subset_size, len(a), len(b)),
+                               rng_seed=rng_seed, verbose=False)
+    return float(k["kernel_inception_distance_mean"]), float(k["kernel_inception_distance_std"])
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -191,7 +209,7 @@ class FeatureSpace:
             raise MetricError("no images to score")
         return {k: torch.cat(v) for k, v in out.items()}
 
-    def reference(self, src: ImageSource, *, cache: bool = True, cache_root: Path | None = None,
+    def reference(self, src: ImageSource, *, cache: bool = True, cache_root: str | Path | None = None,
                   need_features: bool = False) -> dict[str, torch.Tensor]:
         """Real-side features / FID statistics ("mu", "sigma"), cached by content hash + protocol."""
         digest = content_hash(src) if cache else None
@@ -199,7 +217,8 @@ class FeatureSpace:
         if digest is not None:
             proto = dict(self.protocol, layers=sorted(set(self.layers.values())))
             key = hashlib.sha256((digest + json.dumps(proto, sort_keys=True)).encode()).hexdigest()
-            path = (cache_root or cache_dir() / "fidelity") / f"ref-{key[:32]}.safetensors"
+            root = Path(cache_root) if cache_root is not None else cache_dir() / "fidelity"
+            path = root / f"ref-{key[:32]}.safetensors"
             if path.is_file():
                 ref = load_file(str(path))
                 has_feats = any(k.startswith("feat.") for k in ref)
@@ -224,7 +243,6 @@ class FeatureSpace:
               kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10) -> dict[str, Any]:
         """Metrics from generated features and a reference (from ``reference``)."""
         from torch_fidelity.metric_isc import isc_features_to_metric
-        from torch_fidelity.metric_kid import kid_features_to_metric
         n_gen = len(next(iter(gen.values())))
         out: dict[str, Any] = {}
         proto = dict(self.protocol, num_gen=n_gen, num_real=int(ref["n"]))
@@ -234,10 +252,9 @@ class FeatureSpace:
         if "kid" in self.layers:
             fg, fr = gen[self.layers["kid"]], ref[f"feat.{self.layers['kid']}"]
             size = min(kid_subset_size, len(fg), len(fr))
-            k = kid_features_to_metric(fg, fr, kid_subsets=kid_subsets, kid_subset_size=size,
-                                       rng_seed=rng_seed, verbose=False)
-            out |= {"kid": k["kernel_inception_distance_mean"], "kid_std": k["kernel_inception_distance_std"]}
-            proto["kid"] = {"subsets": kid_subsets, "subset_size": size, "rng_seed": rng_seed}
+            out["kid"], out["kid_std"] = kid_from_features(fg, fr, subsets=kid_subsets, subset_size=size,
+                                                           rng_seed=rng_seed)
+            proto["kid"] = {"subsets": kid_subsets, "subset_size": size, "rng_seed": rng_seed, "dtype": "float64"}
         if "is" in self.layers:
             i = isc_features_to_metric(gen[self.layers["is"]], is_splits, True, rng_seed)
             out |= {"is": i["inception_score_mean"], "is_std": i["inception_score_std"]}
@@ -249,7 +266,7 @@ class FeatureSpace:
 def compute(gen: ImageSource, real: ImageSource | None = None, *, extractor: str = "inception-v3-compat",
             weights_path: str | Path | None = None, metrics: Iterable[str] = ("fid",),
             resize: str | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
-            cache: bool = True, cache_root: Path | None = None, num_samples: int | None = None,
+            cache: bool = True, cache_root: str | Path | None = None, num_samples: int | None = None,
             value_range: tuple[float, float] = (-1.0, 1.0), rng_seed: int = 2020, kid_subsets: int = 100,
             kid_subset_size: int = 1000, is_splits: int = 10) -> dict[str, Any]:
     """FID / KID / IS of ``gen`` against ``real``: {"fid": ..., "kid": ..., "kid_std": ..., "is": ...,
@@ -273,17 +290,28 @@ def compute(gen: ImageSource, real: ImageSource | None = None, *, extractor: str
 def per_class_fid(gen_images: torch.Tensor, gen_labels: torch.Tensor, real_images: torch.Tensor,
                   real_labels: torch.Tensor, **compute_kwargs: Any) -> dict[str, Any]:
     """CA-GAN protocol: for each class c, FID of all real images of c against the first as many
-    generated images of c; returns {"per_class": {c: fid}, "mean": mean over classes, "protocol"}."""
+    generated images of c; returns {"per_class": {c: fid}, "mean": mean over classes, "protocol"}.
+
+    Every class needs at least two real images (and as many generated ones): a covariance needs two
+    samples. A class with fewer raises a one-line MetricError naming it and its count.
+    """
     compute_kwargs = {k: v for k, v in compute_kwargs.items() if k not in ("metrics", "num_samples")}
     fs_keys = ("extractor", "weights_path", "resize", "batch_size", "device", "value_range")
     fs = FeatureSpace(metrics=("fid",), **{k: v for k, v in compute_kwargs.items() if k in fs_keys})
     gl, rl = torch.as_tensor(gen_labels).cpu(), torch.as_tensor(real_labels).cpu()
     classes = sorted(int(c) for c in torch.unique(rl))
     counts = {c: int((rl == c).sum()) for c in classes}
-    short = {c: int((gl == c).sum()) for c in classes if int((gl == c).sum()) < counts[c]}
+    gen_counts = {c: int((gl == c).sum()) for c in classes}
+    few = {c: n for c, n in counts.items() if n < 2}
+    if few:
+        raise MetricError("per-class FID needs at least 2 real images per class (a covariance needs two); "
+                          + ", ".join(f"class {c} has {n}" for c, n in few.items())
+                          + ": score more samples (raise the profile's eval_subset, or none for the whole split)")
+    short = {c: n for c, n in gen_counts.items() if n < counts[c]}
     if short:
         raise MetricError("per-class FID needs as many generated images per class as real ones; short: "
-                          + ", ".join(f"class {c}: {n} < {counts[c]}" for c, n in short.items()))
+                          + ", ".join(f"class {c}: {n} < {counts[c]}" for c, n in short.items())
+                          + ": generate more samples of those classes")
     layer = fs.layers["fid"]
     real_f = fs.reference(real_images, cache=compute_kwargs.get("cache", True),
                           cache_root=compute_kwargs.get("cache_root"), need_features=True)[f"feat.{layer}"]

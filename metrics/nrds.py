@@ -32,17 +32,33 @@ OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 
 
 # -- the score --------------------------------------------------------------------------------------
-def curve_areas(curves: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-    """Trapezoidal area of each curve (rows: models, columns: epochs), unit spacing."""
+def _model_names(n: int, names: Sequence[str] | None) -> list[str]:
+    names = list(names) if names is not None else []
+    return names if len(names) == n else [f"model {i}" for i in range(n)]
+
+
+def curve_areas(curves: np.ndarray | Sequence[Sequence[float]], names: Sequence[str] | None = None) -> np.ndarray:
+    """Trapezoidal area of each curve (rows: models, columns: epochs), unit spacing.
+
+    A curve holding NaN or inf raises a one-line :class:`MetricError` naming the model (``names``,
+    one per row; default "model <i>").
+    """
     c = np.asarray(curves, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] < 2:
         raise MetricError(f"NRDS curves must be (models, epochs >= 2), got shape {c.shape}")
+    bad = ~np.isfinite(c)
+    if bad.any():
+        m = int(np.argmax(bad.any(1)))
+        epochs = np.flatnonzero(bad[m])
+        raise MetricError(f"NRDS: the curve of '{_model_names(len(c), names)[m]}' is not finite ({c[m, epochs[0]]} "
+                          f"at epoch {epochs[0] + 1}, {len(epochs)} of {c.shape[1]} epochs); check that model's "
+                          "samples (and the real ones) for NaN / inf")
     return (c[:, 1:] + c[:, :-1]).sum(1) / 2
 
 
-def nrds(curves: np.ndarray | Sequence[Sequence[float]]) -> list[float]:
-    """NRDS of each model: its curve's area over the sum of all areas."""
-    a = curve_areas(curves)
+def nrds(curves: np.ndarray | Sequence[Sequence[float]], names: Sequence[str] | None = None) -> list[float]:
+    """NRDS of each model: its curve's area over the sum of all areas (``names`` name the rows in errors)."""
+    a = curve_areas(curves, names)
     if a.sum() <= 0:
         raise MetricError("all NRDS curves have zero area; the classifier rejected every sample at once")
     return (a / a.sum()).tolist()
@@ -146,6 +162,13 @@ class NRDS:
         sets = list(fakes.values()) if isinstance(fakes, Mapping) else list(fakes)
         if not sets or any(s.shape[1:] != real.shape[1:] for s in sets):
             raise MetricError("NRDS needs at least one model's samples, all shaped like the real samples")
+        for name, s in zip(names, sets):
+            if not bool(torch.isfinite(s).all()):
+                raise MetricError(f"NRDS: the samples of '{name}' hold NaN or inf "
+                                  f"({int((~torch.isfinite(s)).sum())} values); fix or drop that model")
+        if not bool(torch.isfinite(real).all()):
+            raise MetricError(f"NRDS: the real samples hold NaN or inf ({int((~torch.isfinite(real)).sum())} "
+                              "values); check the dataset")
         dev = torch.device(self.device)
         gen = torch.Generator().manual_seed(self.seed)
         with torch.random.fork_rng(devices=[]):
@@ -173,8 +196,8 @@ class NRDS:
                 for m, s in enumerate(sets):
                     out = torch.cat([torch.sigmoid(d(b.float().to(dev))) for b in s.split(self.eval_batch_size)])
                     curves[m, epoch] = out.mean().item()
-        areas = curve_areas(curves)
-        return NRDSResult(scores=nrds(curves), areas=areas.tolist(), curves=curves, names=names)
+        areas = curve_areas(curves, names)
+        return NRDSResult(scores=nrds(curves, names), areas=areas.tolist(), curves=curves, names=names)
 
 
 # -- the paper's toy example ------------------------------------------------------------------------

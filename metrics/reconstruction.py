@@ -4,7 +4,11 @@ Pure functions take image batches (N, C, H, W) of the same shape and value range
 image first and then, with ``reduction="mean"``, average over images (for L1 / L2 this equals the
 mean over all pixels since every image has the same size). PSNR is per-image
 ``10 log10(data_range^2 / MSE)`` averaged over images (identical images give +inf). SSIM is
-pytorch-msssim's (Gaussian window 11, sigma 1.5, K = (0.01, 0.03), valid filtering).
+pytorch-msssim's (Gaussian window 11, sigma 1.5, K = (0.01, 0.03), valid filtering), computed in
+float64 with the Gaussian window normalised in float64 (:func:`gaussian_window`; float32 only on
+devices without float64, MPS): in float32 the variance terms E[x^2] - E[x]^2 cancel badly, and a
+pair of flat images misses its closed form (2 a b + C1) / (a^2 + b^2 + C1) by about 1e-4.
+``reduction`` is "mean" or "none"; anything else raises :class:`~bench.errors.MetricError`.
 
 Value-range conventions of :class:`ReconstructionScorer` (images of the task's y-space, [-1, 1],
 predictions clamped to [-1, 1] first, as they would be saved):
@@ -46,7 +50,26 @@ def _check(a: torch.Tensor, b: torch.Tensor, reduction: str) -> None:
 
 
 def _reduce(per_image: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction not in REDUCTIONS:
+        raise MetricError(f"reduction must be one of {REDUCTIONS}, not '{reduction}'")
     return per_image.mean() if reduction == "mean" else per_image
+
+
+def compute_dtype(device: torch.device | str) -> torch.dtype:
+    """float64, where the device has it (not MPS): what SSIM and MS-SSIM are computed in."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def gaussian_window(win_size: int, win_sigma: float, channels: int, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """pytorch-msssim's 1-D Gaussian window (``_fspecial_gauss_1d``), built and normalised in ``dtype``,
+    repeated per channel: (channels, 1, 1, win_size), as its ``win`` argument takes it. The library's
+    own window is normalised in float32 (its sum is 1 - 3e-8), which alone moves SSIM by 1e-5 on flat
+    images even in float64."""
+    coords = torch.arange(win_size, dtype=dtype, device=device) - win_size // 2
+    g = torch.exp(-coords.square() / (2 * win_sigma ** 2))
+    g = g / g.sum()
+    return g.view(1, 1, 1, win_size).repeat(channels, 1, 1, 1)
 
 
 def l1(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -76,6 +99,7 @@ def region_errors(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tuple
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float, reduction: str = "mean") -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, per image then averaged over images."""
+    _check(a, b, reduction)
     if data_range <= 0:
         raise MetricError(f"data_range must be positive (1.0 for [0, 1] images, 255 for bytes); got {data_range}")
     mse = l2(a, b, reduction="none").double()
@@ -84,13 +108,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float, reduction: str = "
 
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float, reduction: str = "mean",
          win_size: int = 11) -> torch.Tensor:
-    """Structural similarity (pytorch-msssim), per image (mean over channels) then over images."""
+    """Structural similarity (pytorch-msssim), per image (mean over channels) then over images.
+
+    Computed in float64 (float32 on MPS) with a float64-normalised window; returns that dtype."""
     _check(a, b, reduction)
     if min(a.shape[-2:]) < win_size:
         raise MetricError(f"SSIM needs images of at least {win_size} px per side (the window); got "
                           f"{tuple(a.shape[-2:])}: score at a larger size")
-    per_image = pytorch_msssim.ssim(a.float(), b.float(), data_range=data_range, size_average=False,
-                                    win_size=win_size)
+    dtype = compute_dtype(a.device)
+    win = gaussian_window(win_size, 1.5, a.shape[1], dtype, a.device)
+    per_image = pytorch_msssim.ssim(a.to(dtype), b.to(dtype), data_range=data_range, size_average=False,
+                                    win=win)
     return _reduce(per_image, reduction)
 
 
@@ -157,7 +185,9 @@ class ReconstructionScorer(Scorer):
             "pct_range": [0.0, 1.0],
             "psnr": "per image, data_range 1 on [0, 1], mean over images",
             "ssim": {"library": f"pytorch-msssim {version('pytorch-msssim')}", "win_size": 11, "win_sigma": 1.5,
-                     "K": [0.01, 0.03], "data_range": 1.0, "range": [0.0, 1.0]},
+                     "K": [0.01, 0.03], "data_range": 1.0, "range": [0.0, 1.0],
+                     "dtype": str(compute_dtype(self.ctx.device)).removeprefix("torch."),
+                     "window": "Gaussian normalised in that dtype"},
         }
 
     def score_reference(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:

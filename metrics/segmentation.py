@@ -3,7 +3,8 @@
 The confusion matrix is accumulated with one ``torch.bincount`` on the input's device (GPU when the
 predictions are there), so scoring a whole split never leaves the accelerator until ``compute``.
 
-Conventions (the usual ones, as in the FCN / pix2pix "FCN-score" and Cityscapes evaluations):
+Conventions (the usual ones, as in the Cityscapes evaluation and the fusion paper; pix2pix's
+"FCN-score" averages over all classes instead: ``class_average = "all"`` below):
 
 - ``cm[t, p]`` counts pixels of target class ``t`` predicted as ``p`` (rows = target, cols = pred).
 - Pixels whose target is ``ignore_index`` or outside ``0..C-1`` are not counted.
@@ -17,6 +18,14 @@ Conventions (the usual ones, as in the FCN / pix2pix "FCN-score" and Cityscapes 
   ``cm[c, c] / (cm[c, :].sum() + cm[:, c].sum() - cm[c, c])``. A class absent from both has no IoU
   and is excluded; a class predicted but absent from the target has IoU 0 and is included.
 - ``iou_per_class`` holds NaN for the excluded classes.
+- ``class_average`` (option of the ``segmentation`` and ``segmenter-score`` scorers, stamped on
+  their protocols) chooses the classes of both means: ``"present"`` (default, the rules above: the
+  fusion paper's and Cityscapes' convention) or ``"all"`` (every class ``0..C-1``; a class absent
+  from the target has class accuracy 0 and a class absent from both has IoU 0: pix2pix's
+  "FCN-score", whose ``get_scores`` divides by ``count + 1e-12``).
+- An ``ignore_index`` inside ``0..C-1`` names a class that is not scored: its target pixels are not
+  counted (above), pixels of other classes predicted as it are errors of those classes, and it
+  enters neither mean (its ``iou_per_class`` entry is NaN), whatever ``class_average`` says.
 """
 
 from __future__ import annotations
@@ -29,6 +38,33 @@ import torch
 from bench.errors import MetricError
 from bench.registry import METRICS
 from metrics.base import ScoreContext, Scorer
+
+#: which classes enter mean_class_acc and mean_iou (see the module docstring)
+CLASS_AVERAGES = ("present", "all")
+_AVERAGE_TEXT = {
+    "present": {"mean_class_acc": "mean over classes present in the target",
+                "mean_iou": "mean over classes present in the target or the prediction"},
+    "all": {"mean_class_acc": "mean over all classes (absent from the target: 0)",
+            "mean_iou": "mean over all classes (absent from target and prediction: 0)"},
+}
+
+
+def class_average_option(options: dict[str, Any], metric: str) -> str:
+    """The ``class_average`` option of scorer ``metric`` (default "present"), checked."""
+    value = options.get("class_average", "present")
+    if value not in CLASS_AVERAGES:
+        raise MetricError(f"{metric}: class_average must be 'present' or 'all', not {value!r}; set "
+                          f"[metric_options.{metric}] class_average = \"present\" (fusion paper, Cityscapes) "
+                          "or \"all\" (pix2pix FCN-score)")
+    return value
+
+
+def class_average_protocol(class_average: str, ignore_index: int | None, num_classes: int) -> dict[str, Any]:
+    """The protocol entries that say which classes the means run over."""
+    text = dict(_AVERAGE_TEXT[class_average])
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        text = {k: f"{v}, class {ignore_index} (the ignore index) left out" for k, v in text.items()}
+    return {"class_average": class_average, **text}
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -59,28 +95,39 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     return torch.bincount(idx, minlength=cc + 1)[:cc].reshape(num_classes, num_classes)
 
 
-def scores(cm: torch.Tensor) -> dict[str, Any]:
+def scores(cm: torch.Tensor, class_average: str = "present", ignore_index: int | None = None) -> dict[str, Any]:
     """Pixel accuracy, mean class accuracy, mean IoU and per-class IoU from a confusion matrix.
 
-    See the module docstring for which classes enter each mean. With no counted pixels at all,
-    every value is NaN.
+    ``class_average``: "present" (default) or "all"; ``ignore_index``: a class id inside 0..C-1
+    that enters neither mean (ids outside are harmless). See the module docstring for which classes
+    enter each mean. With no counted pixels at all, every value is NaN.
     """
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise MetricError(f"a confusion matrix is square (C, C); got shape {tuple(cm.shape)}")
+    if class_average not in CLASS_AVERAGES:
+        raise MetricError(f"class_average must be 'present' or 'all', not {class_average!r}")
     cm = cm.detach().to("cpu", torch.float64)
     diag = cm.diagonal()
     gt_count = cm.sum(1)
     pred_count = cm.sum(0)
     total = float(cm.sum())
     union = gt_count + pred_count - diag
+    scored = torch.ones_like(diag, dtype=torch.bool)
+    if ignore_index is not None and 0 <= ignore_index < len(diag):
+        scored[ignore_index] = False
 
     nan = torch.full_like(diag, math.nan)
-    acc = torch.where(gt_count > 0, diag / gt_count.clamp_min(1), nan)
-    iou = torch.where(union > 0, diag / union.clamp_min(1), nan)
+    if class_average == "all":
+        acc_in, iou_in = scored, scored
+    else:
+        acc_in, iou_in = scored & (gt_count > 0), scored & (union > 0)
+    acc = torch.where(acc_in, diag / gt_count.clamp_min(1), nan)
+    iou = torch.where(iou_in, diag / union.clamp_min(1), nan)
+    counted = total > 0
     return {
-        "pixel_acc": float(diag.sum() / total) if total > 0 else math.nan,
-        "mean_class_acc": float(acc.nanmean()) if bool((gt_count > 0).any()) else math.nan,
-        "mean_iou": float(iou.nanmean()) if bool((union > 0).any()) else math.nan,
+        "pixel_acc": float(diag.sum() / total) if counted else math.nan,
+        "mean_class_acc": float(acc.nanmean()) if counted and bool(acc_in.any()) else math.nan,
+        "mean_iou": float(iou.nanmean()) if counted and bool(iou_in.any()) else math.nan,
         "iou_per_class": [float(v) for v in iou],
     }
 
@@ -101,7 +148,13 @@ class SegmentationScorer(Scorer):
         info = ctx.task.info
         self.num_classes = info.num_classes
         self.ignore_index = info.ignore_index
+        self.class_average = class_average_option(ctx.options, "segmentation")
         self.cm: torch.Tensor | None = None
+
+    @classmethod
+    def preflight(cls, ctx: ScoreContext) -> None:
+        """Only the options (nothing to load): a bad ``class_average`` fails before any training."""
+        class_average_option(ctx.options, "segmentation")
 
     def update(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         labels = self.ctx.task.decode_labels(pred)
@@ -112,7 +165,7 @@ class SegmentationScorer(Scorer):
         if self.cm is None or int(self.cm.sum()) == 0:
             raise MetricError("segmentation: no labelled pixels were scored; check that the evaluation "
                               "split has labels other than the ignore index")
-        s = scores(self.cm)
+        s = scores(self.cm, self.class_average, self.ignore_index)
         return {k: s[k] for k in self.keys}
 
     def protocol(self) -> dict[str, Any]:
@@ -121,6 +174,5 @@ class SegmentationScorer(Scorer):
             "num_classes": self.num_classes,
             "ignore_index": self.ignore_index,
             "decode": "argmax" if self.ctx.task.label_output == "logits" else "nearest palette colour",
-            "mean_class_acc": "mean over classes present in the target",
-            "mean_iou": "mean over classes present in the target or the prediction",
+            **class_average_protocol(self.class_average, self.ignore_index, self.num_classes),
         }

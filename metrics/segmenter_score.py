@@ -16,6 +16,9 @@ Options (``[metric_options.segmenter-score]``):
   are not counted), ``chunk``.
 - for smp: ``encoder``, ``steps``, ``batch_size``, ``lr``, ``weight_decay``, ``hflip``,
   ``train_seed``, ``max_train_samples`` (see ``metrics.smp_training.SMPTrainProtocol``).
+- ``class_average``: ``"present"`` (default: the means run over the classes present in the labels,
+  or in the labels or the segmentation for IoU, as the fusion paper and Cityscapes do) or ``"all"``
+  (every class, absent ones counting 0, as pix2pix's FCN-score); stamped on the protocol.
 
 Keys: ``pixel_acc``, ``mean_class_acc``, ``mean_iou`` (higher is better), from the confusion
 matrix of ``metrics.segmentation`` (ignore-index pixels of the labels are not counted).
@@ -30,7 +33,7 @@ import torch
 from bench.errors import MetricError
 from bench.registry import METRICS
 from metrics.base import ScoreContext, Scorer
-from metrics.segmentation import confusion_matrix, scores
+from metrics.segmentation import class_average_option, class_average_protocol, confusion_matrix, scores
 from metrics.segmenters import IGNORE, build_segmenter, check_segmenter, default_segmenter
 
 
@@ -53,6 +56,7 @@ class SegmenterScorer(Scorer):
                               "has none: remove it from the suite's metrics")
         self.num_classes = info.num_classes
         self.ignore_index = info.ignore_index
+        self.class_average = class_average_option(ctx.options, "segmenter-score")
         self.segmenter_name = str(ctx.options.get("segmenter") or default_segmenter(ctx))
         self.segmenter = build_segmenter(self.segmenter_name, ctx)
         if self.segmenter.num_classes != self.num_classes:
@@ -85,12 +89,13 @@ class SegmenterScorer(Scorer):
         if self.cm is None or int(self.cm.sum()) == 0:
             raise MetricError("segmenter-score: no labelled pixels were scored; check that the evaluation "
                               "split has labels other than the ignore index")
-        s = scores(self.cm)
+        s = scores(self.cm, self.class_average, self.ignore_index)
         return {k: s[k] for k in self.keys}
 
     @classmethod
     def preflight(cls, ctx: ScoreContext) -> None:
-        """The scoring segmenter's inputs: the ESPNet weights file, or a labelled training split."""
+        """The options, and the scoring segmenter's inputs: the ESPNet weights file, or a labelled training split."""
+        class_average_option(ctx.options, "segmenter-score")
         check_segmenter(str(ctx.options.get("segmenter") or default_segmenter(ctx)), ctx)
 
     def score_reference(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -103,6 +108,5 @@ class SegmenterScorer(Scorer):
             **self.segmenter.protocol(),
             "num_classes": self.num_classes,
             "ignore_index": self.ignore_index,
-            "mean_class_acc": "mean over classes present in the target",
-            "mean_iou": "mean over classes present in the target or the prediction",
+            **class_average_protocol(self.class_average, self.ignore_index, self.num_classes),
         }

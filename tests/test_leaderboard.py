@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.config import parse_suite
-from leaderboards.build import directions, leaderboard_frame, rank_agreement, render_markdown, wide_table
+from leaderboards.build import _fmt, directions, leaderboard_frame, rank_agreement, render_markdown, wide_table
 
 
 def _suite():
@@ -102,12 +102,30 @@ def test_failed_and_missing_rows():
 def test_wide_table_shows_paper_and_gap_columns():
     wide = wide_table(leaderboard_frame(_suite(), _records({"A": [0.2, 0.4], "B": [0.25], "C": [0.1]})))
     assert list(wide.columns) == ["row", "photo2depth/rel", "photo2depth/rel (paper)", "photo2depth/rel gap"]
-    assert wide.iloc[0]["photo2depth/rel"] == "0.3000 ± 0.1414" and wide.iloc[1]["photo2depth/rel gap"] == "+0.0500"
+    assert wide.iloc[0]["photo2depth/rel"] == "0.3 ± 0.1414" and wide.iloc[1]["photo2depth/rel gap"] == "+0.05"
 
 
-def test_tolerances_are_said_to_be_unused_until_the_regression_check_lands():
-    suite = _suite()
-    long = leaderboard_frame(suite, _records({"A": [0.3]}))
-    assert "not checked yet" not in render_markdown(suite, long, "smoke", {})
-    suite.tolerances = {"photo2depth/rel": 0.01}
-    assert "`[tolerances]` is recorded but not checked yet" in render_markdown(suite, long, "smoke", {})
+@pytest.mark.parametrize("value, text", [
+    (0.0007712, "0.0007712"), (7.7e-4, "0.00077"), (0.8012, "0.8012"), (0.3, "0.3"), (0.06, "0.06"),
+    (145.4955, "145.5"), (1234.5, "1234"), (12345.6, "12346"), (1.0, "1"), (10.0, "10"), (99.99, "99.99"),
+    (-0.5, "-0.5"), (2.5e-5, "0.000025"), (1e-7, "1e-07"), (0.0, "0"), (-1234.5, "-1234"), (5e15, "5e+15"),
+])
+def test_cells_show_four_significant_digits_at_every_scale(value: float, text: str) -> None:
+    assert _fmt(value) == text
+    if 1e-4 <= abs(value) < 1e3:        # where Python's .4g writes no exponent, the rule is exactly .4g
+        assert _fmt(value) == f"{value:.4g}"
+
+
+def test_mean_std_and_gap_cells_keep_the_digits_of_small_metrics():
+    # an ESPNet-feature FID lives around 1e-3: four decimals would show 0.0008 +- 0.0000
+    rows = [{"name": n, "discriminator": "patchgan", "published": {"photo2depth/rel": p}}
+            for n, p in (("A", 0.0007712), ("B", 145.4955))]
+    suite = parse_suite({"suite": {"name": "t", "dataset": "synthetic-scenes", "tasks": ["photo2depth"]},
+                         "profiles": {"smoke": {"steps": 1}}, "rows": rows}, source="t.toml")
+    recs = _records({"A": [0.00075, 0.00080], "B": [150.0, 141.0]})
+    wide = wide_table(leaderboard_frame(suite, recs)).set_index("row")
+    assert wide.loc["A", "photo2depth/rel"] == "0.000775 ± 0.00003536"       # std sqrt(1.25e-9)
+    assert wide.loc["A", "photo2depth/rel (paper)"] == "0.0007712"
+    assert wide.loc["A", "photo2depth/rel gap"] == "+0.0000038"               # 0.000775 - 0.0007712
+    assert wide.loc["B", "photo2depth/rel"] == "145.5 ± 6.364"
+    assert wide.loc["B", "photo2depth/rel gap"] == "+0.0045"                  # 145.5 - 145.4955

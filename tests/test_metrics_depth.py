@@ -209,3 +209,39 @@ def test_scorer_oracle_and_bad_options(tmp_path: Path) -> None:
         DepthScorer(_ctx(tmp_path, crop="kitti"))
     with pytest.raises(MetricError, match="no batches"):
         DepthScorer(_ctx(tmp_path)).compute()
+
+
+def test_non_finite_predictions_follow_the_bts_policy_by_hand() -> None:
+    # BTS eval: pred < min -> min, pred > max -> max, +inf -> max, NaN -> min (-inf is below the range)
+    gt = torch.tensor([[2.0, 4.0], [5.0, 8.0]])
+    pred = torch.tensor([[math.nan, math.inf], [-math.inf, 5.0]])
+    e = depth_errors(pred, gt, min_depth=0.5, max_depth=10.0)
+    # effective predictions 0.5, 10, 0.5, 5 against 2, 4, 5, 8
+    assert all(math.isfinite(v) for v in e.values()), e
+    assert e["rel"] == pytest.approx((1.5 / 2 + 6 / 4 + 4.5 / 5 + 3 / 8) / 4)
+    assert e["sq_rel"] == pytest.approx((1.5 ** 2 / 2 + 36 / 4 + 4.5 ** 2 / 5 + 9 / 8) / 4)
+    assert e["rms"] == pytest.approx(math.sqrt((1.5 ** 2 + 36 + 4.5 ** 2 + 9) / 4))
+    logs = [math.log(4), math.log(2.5), math.log(10), math.log(1.6)]          # |ln gt/pred|
+    assert e["rms_log"] == pytest.approx(math.sqrt(sum(v * v for v in logs) / 4))
+    assert e["log10"] == pytest.approx(sum(v / math.log(10) for v in logs) / 4)
+    # ratios 4, 2.5, 10, 1.6: none under 1.25 or 1.5625, one under 1.953125
+    assert (e["delta1"], e["delta2"], e["delta3"]) == (0.0, 0.0, pytest.approx(0.25))
+    # one NaN pixel among good ones costs that pixel only, pooled or per image
+    good = torch.tensor([[2.0, 4.0], [5.0, 8.0]])
+    pred2 = torch.stack([good, good.clone()])
+    pred2[1, 0, 0] = math.nan
+    e2 = depth_errors(pred2, torch.stack([gt, gt]), min_depth=0.5, max_depth=10.0, reduce="pixel")
+    assert e2["rel"] == pytest.approx((1.5 / 2) / 8)
+    assert e2["delta1"] == pytest.approx(7 / 8)
+
+
+def test_scorer_scores_a_nan_prediction_and_stamps_the_policy(tmp_path: Path) -> None:
+    gt = torch.full((1, 1, 2, 2), 5.0)
+    pred = torch.zeros(1, 1, 2, 2)                                   # decodes to 5 m
+    pred[0, 0, 0, 0] = math.nan                                      # -> min_depth 1e-3
+    sc = DepthScorer(_ctx(tmp_path))
+    sc.update(pred, {"depth": gt})
+    e = sc.compute()
+    assert e["rel"] == pytest.approx((5 - 1e-3) / 5 / 4, rel=1e-6)
+    assert e["delta1"] == pytest.approx(3 / 4)
+    assert "NaN -> min_depth" in json.loads(json.dumps(sc.protocol()))["non_finite_predictions"]

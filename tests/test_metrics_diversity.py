@@ -70,8 +70,11 @@ def test_small_images_are_upsampled_bilinear(size, upsampled) -> None:
     images = _images(4, size, seed=2)
     labels = torch.tensor([0, 0, 1, 1])
     a, b, cls = sample_same_class_pairs(labels, 4, pairs=1, seed=0)
-    up = F.interpolate((images + 1) / 2, size=upsampled, mode="bilinear", align_corners=False).clamp(0, 1)
-    direct = pytorch_msssim.ms_ssim(up[a], up[b], data_range=1.0, size_average=False)
+    # the reference in float64 too (as the metric computes), with a Gaussian window normalised in float64
+    up = F.interpolate(((images + 1) / 2).double(), size=upsampled, mode="bilinear", align_corners=False).clamp(0, 1)
+    g = torch.exp(-(torch.arange(11, dtype=torch.float64) - 5) ** 2 / (2 * 1.5 ** 2))
+    win = (g / g.sum()).view(1, 1, 1, 11).repeat(3, 1, 1, 1)
+    direct = pytorch_msssim.ms_ssim(up[a], up[b], data_range=1.0, size_average=False, win=win)
     per_class = ms_ssim_per_class(images, labels, pairs=1, seed=0)
     assert per_class[0] == pytest.approx(float(direct[cls == 0].mean()), abs=1e-6)
     assert per_class[1] == pytest.approx(float(direct[cls == 1].mean()), abs=1e-6)
@@ -188,3 +191,22 @@ def test_scorer_options_errors_and_protocol(tmp_path) -> None:
     json.dumps(p)
     assert p["pairs_per_class"] == 10 and p["seed"] == 2 and p["value_range"] == [0.0, 255.0]
     assert p["scorer"] == "DiversityScorer" and "127.5" in p["quantisation"]
+
+
+# -- precision on flat images -----------------------------------------------------------------------
+def _flat_ms_ssim(a: float, b: float) -> float:
+    """MS-SSIM of two constant images a, b (data_range 1): at every scale both variances and the
+    covariance are 0, so contrast x structure is C2 / C2 = 1 (the 2x average pools of a 176 px side
+    never pad, so the images stay constant); luminance enters at the coarsest scale only:
+    1^(w1 + ... + w4) * ((2 a b + C1) / (a^2 + b^2 + C1))^w5 with C1 = 0.01^2 and w5 = 0.1333."""
+    c1 = 0.01 ** 2
+    return ((2 * a * b + c1) / (a * a + b * b + c1)) ** 0.1333
+
+
+@pytest.mark.parametrize("size", [176, 64])          # 64 px is upsampled to 176 first (constant stays constant)
+@pytest.mark.parametrize("a,b", [(0.25, 0.75), (0.875, 0.625), (0.9, 0.6)])
+def test_ms_ssim_of_flat_images_equals_the_closed_form(size: int, a: float, b: float) -> None:
+    images = torch.stack([torch.full((3, size, size), a), torch.full((3, size, size), b)])
+    a32, b32 = float(images[0, 0, 0, 0]), float(images[1, 0, 0, 0])     # the float32 values scored
+    got = ms_ssim_diversity(images, None, pairs=3, value_range=(0, 1))
+    assert abs(got - _flat_ms_ssim(a32, b32)) < 1e-6, (got, _flat_ms_ssim(a32, b32))

@@ -299,3 +299,76 @@ def test_fid_scorer_streams_and_stamps(mnist: dict[str, np.ndarray], mnist_weigh
     p = scorer.protocol()
     assert p["extractor"] == "mnist-classifier" and p["num_gen"] == 120 and p["resize"] == "none"
     assert p["weights_sha256"] == hashlib.sha256(mnist_weights.read_bytes()).hexdigest()
+
+
+# -- KID in float64, cache_root as a str, per-class FID with a tiny class ---------------------------
+def _kid_numpy(f1: np.ndarray, f2: np.ndarray, subsets: int, size: int, seed: int) -> tuple[float, float]:
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, float64, on the subsets torch-fidelity draws:
+    one np.random.RandomState(seed), per subset size rows of f1 then size rows of f2, without replacement."""
+    x1, x2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    d, m = x1.shape[1], size
+    rng = np.random.RandomState(seed)
+    mmds = []
+    for _ in range(subsets):
+        a = x1[rng.choice(len(x1), m, replace=False)]
+        b = x2[rng.choice(len(x2), m, replace=False)]
+        kaa, kbb, kab = ((a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3)
+        off = (kaa.sum() - np.trace(kaa) + kbb.sum() - np.trace(kbb)) / (m * (m - 1))
+        mmds.append(off - 2 * kab.sum() / (m * m))
+    return float(np.mean(mmds)), float(np.std(mmds))
+
+
+def _low_variance_features(seed: int = 0, n: int = 120, d: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 features around 1 +- 1e-4 (what an extractor hands over), the two sets 5e-5 apart."""
+    rng = np.random.default_rng(seed)
+    f1 = 1 + 1e-4 * rng.standard_normal((n, d))
+    f2 = 1 + 5e-5 + 1e-4 * rng.standard_normal((n + 17, d))
+    return torch.from_numpy(f1).float(), torch.from_numpy(f2).float()
+
+
+def test_kid_of_low_variance_features_matches_a_float64_reference(mnist_weights: Path) -> None:
+    fg, fr = _low_variance_features()
+    want, want_std = _kid_numpy(fg.numpy(), fr.numpy(), subsets=10, size=50, seed=2020)
+    assert want > 0
+    # the scorer's path: FeatureSpace.score on generated features against a reference
+    fs = fidelity.FeatureSpace("mnist-classifier", weights_path=mnist_weights, metrics=("kid",))
+    layer = fs.layers["kid"]
+    out = fs.score({layer: fg}, {f"feat.{layer}": fr, "n": torch.tensor(len(fr))}, kid_subsets=10,
+                   kid_subset_size=50, rng_seed=2020)
+    assert out["kid"] == pytest.approx(want, rel=1e-6) and out["kid_std"] == pytest.approx(want_std, rel=1e-5)
+    assert out["protocol"]["kid"]["dtype"] == "float64"
+    mean, std = fidelity.kid_from_features(fg, fr, subsets=10, subset_size=50, rng_seed=2020)
+    assert mean == pytest.approx(want, rel=1e-6) and std == pytest.approx(want_std, rel=1e-5)
+    # zero spread: two identical constant sets are exactly as far apart as a float64 MMD says (0)
+    same = torch.full((60, 32), 1.1)
+    out = fs.score({layer: same}, {f"feat.{layer}": same.clone(), "n": torch.tensor(60)}, kid_subsets=5,
+                   kid_subset_size=30)
+    assert abs(out["kid"]) < 1e-12
+
+
+def test_cache_root_may_be_a_str(mnist: dict[str, np.ndarray], mnist_weights: Path, tmp_path: Path) -> None:
+    gen, real = _digits(mnist, 2)[:40], _digits(mnist, 2, "train")[:50]
+    kw = dict(extractor="mnist-classifier", weights_path=mnist_weights)
+    a = fidelity.compute(gen, real, cache_root=str(tmp_path / "s"), **kw)["fid"]
+    assert len(list((tmp_path / "s").glob("ref-*.safetensors"))) == 1
+    assert a == pytest.approx(fidelity.compute(gen, real, cache=False, **kw)["fid"], rel=1e-9)
+    labels = torch.arange(40) % 2
+    pc = fidelity.per_class_fid(gen, labels, gen, labels, cache_root=str(tmp_path / "pc"), **kw)
+    assert set(pc["per_class"]) == {0, 1} and len(list((tmp_path / "pc").glob("ref-*.safetensors"))) == 1
+
+
+def test_per_class_fid_names_a_class_with_one_image(mnist: dict[str, np.ndarray], mnist_weights: Path) -> None:
+    kw = dict(extractor="mnist-classifier", weights_path=mnist_weights, cache=False)
+    real = torch.cat([_digits(mnist, 0)[:5], _digits(mnist, 3)[:1], _digits(mnist, 7)[:4]])
+    labels = torch.tensor([0] * 5 + [3] + [7] * 4)
+    with pytest.raises(MetricError) as err:
+        fidelity.per_class_fid(real, labels, real, labels, **kw)
+    msg = str(err.value)
+    assert "class 3 has 1" in msg and "eval_subset" in msg and "\n" not in msg
+    assert "class 0" not in msg and "class 7" not in msg
+    # one generated image of a class with four real ones: named too, with what to do
+    gen_labels = torch.tensor([0] * 5 + [3] + [7] + [0] * 3)
+    real_keep = labels != 3                             # real: five of class 0, four of class 7
+    with pytest.raises(MetricError, match=r"class 7: 1 < 4.*generate more") as err:
+        fidelity.per_class_fid(real, gen_labels, real[real_keep], labels[real_keep], **kw)
+    assert "\n" not in str(err.value)

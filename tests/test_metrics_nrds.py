@@ -108,3 +108,29 @@ def test_custom_classifier_and_optimiser() -> None:
     assert built == [(2,)]
     assert res.scores == pytest.approx([0.5, 0.5])              # identical models score the same
     assert res.curves[0, -1] < res.curves[0, 0]                 # D learns to reject the fakes
+
+
+def test_a_nan_curve_is_a_one_line_error_naming_the_model() -> None:
+    curves = [[0.5, 0.4, 0.3], [0.6, float("nan"), 0.2]]
+    for f in (nr.curve_areas, nr.nrds):
+        with pytest.raises(MetricError, match="'pix2pix'") as err:
+            f(curves, names=["cyclegan", "pix2pix"])
+        assert "\n" not in str(err.value) and "epoch 2" in str(err.value)
+        with pytest.raises(MetricError, match="'model 1'"):     # without names: the row's index
+            f(curves)
+    with pytest.raises(MetricError, match="'model 0'"):
+        nr.nrds([[float("inf"), 0.5], [0.5, 0.5]])
+
+
+def test_a_model_with_nan_samples_is_named_before_training() -> None:
+    g = torch.Generator().manual_seed(0)
+    real, good = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g) + 1
+    bad = good.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(MetricError, match="'broken'") as err:
+        nr.NRDS("mlp", epochs=2, batch_size=None)(real, {"fine": good, "broken": bad})
+    assert "\n" not in str(err.value)
+    with pytest.raises(MetricError, match="'model 1'"):
+        nr.NRDS("mlp", epochs=2, batch_size=None)(real, [good, bad])
+    with pytest.raises(MetricError, match="real samples"):
+        nr.NRDS("mlp", epochs=2, batch_size=None)(bad, [good])

@@ -190,3 +190,42 @@ def test_scorer_on_a_region_scores_only_the_region():
     with pytest.raises(MetricError, match="not a mask field"):
         METRICS.get("reconstruction")(ScoreContext(task=task, device=torch.device("cpu"), cache_dir=Path("."),
                                                    options={"region": "photo"}))
+
+
+# -- PSNR's reduction, SSIM's precision on flat images ----------------------------------------------
+
+def test_psnr_rejects_an_unknown_reduction() -> None:
+    a = torch.zeros(2, 3, 8, 8)
+    for bad in ("sum", "mean ", "batch"):
+        with pytest.raises(MetricError, match="reduction") as err:
+            psnr(a, a + 0.1, 1.0, bad)
+        assert "\n" not in str(err.value) and "'mean'" in str(err.value)
+
+
+def _flat_ssim(a: float, b: float, data_range: float = 1.0) -> float:
+    """SSIM of two constant images a, b: both variances and the covariance are 0, so contrast x
+    structure is (0 + C2) / (0 + 0 + C2) = 1 and only luminance is left (every window alike)."""
+    c1 = (0.01 * data_range) ** 2
+    return (2 * a * b + c1) / (a * a + b * b + c1)
+
+
+FLAT_PAIRS = [(0.25, 0.75), (0.875, 0.625), (0.5, 0.515625), (0.9, 0.6)]
+
+
+@pytest.mark.parametrize("a,b", FLAT_PAIRS)
+def test_ssim_of_flat_images_equals_the_closed_form(a: float, b: float) -> None:
+    x, y = torch.full((2, 3, 32, 24), a), torch.full((2, 3, 32, 24), b)
+    a32, b32 = float(x[0, 0, 0, 0]), float(y[0, 0, 0, 0])       # the float32 values scored
+    want = _flat_ssim(a32, b32)
+    got = ssim(x, y, 1.0, "none")
+    assert got.shape == (2,)
+    assert float(abs(got - want).max()) < 1e-6, (got.tolist(), want)
+    assert abs(float(ssim(x, y, 1.0)) - want) < 1e-6
+
+
+def test_scorer_ssim_of_flat_images_equals_the_closed_form(tmp_path: Path) -> None:
+    pred, target = torch.full((2, 3, 16, 16), -0.5), torch.full((2, 3, 16, 16), 0.5)   # 0.25 / 0.75 on [0, 1]
+    sc = ReconstructionScorer(_ctx(tmp_path))
+    sc.update(pred, {"photo": target})
+    assert abs(sc.compute()["ssim"] - _flat_ssim(0.25, 0.75)) < 1e-6
+    assert sc.protocol()["ssim"]["dtype"] == "float64"

@@ -195,3 +195,113 @@ def test_scorer_refuses_other_tasks_and_empty_runs(tmp_path: Path) -> None:
         SegmentationScorer(ctx)
     with pytest.raises(MetricError, match="no labelled pixels"):
         SegmentationScorer(_ctx(tmp_path)).compute()
+
+
+# -- an ignore index inside 0..C-1, and the class_average option -------------------------------------
+
+def test_ignore_index_inside_the_classes_is_left_out_of_both_means_by_hand() -> None:
+    # 3 classes, class 0 is the ignore index: target 0 is not counted, a prediction 0 is an error
+    target = torch.tensor([1, 1, 2, 2, 0])
+    pred = torch.tensor([1, 0, 2, 0, 1])
+    cm = confusion_matrix(pred, target, 3, ignore_index=0)
+    assert cm.tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 1]]
+    for average in ("present", "all"):
+        s = scores(cm, average, ignore_index=0)
+        assert s["pixel_acc"] == pytest.approx(2 / 4)
+        assert s["mean_class_acc"] == pytest.approx((1 / 2 + 1 / 2) / 2)       # classes 1 and 2 only
+        assert s["mean_iou"] == pytest.approx((1 / 2 + 1 / 2) / 2)             # 1 / (2 + 1 - 1) each
+        assert math.isnan(s["iou_per_class"][0]) and s["iou_per_class"][1:] == pytest.approx([0.5, 0.5])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ignore_index_inside_the_classes_matches_sklearn(tmp_path: Path, seed: int) -> None:
+    c, ignore = 4, 0
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, c, (3, 9, 11), generator=g)
+    pred = torch.randint(0, c, (3, 9, 11), generator=g)
+    t, p = target.numpy().ravel(), pred.numpy().ravel()
+    keep = t != ignore
+    t, p = t[keep], p[keep]
+    labels = [k for k in range(c) if k != ignore]
+    iou_sk = jaccard_score(t, p, labels=labels, average=None)
+    acc_sk = sk_confusion_matrix(t, p, labels=list(range(c))).diagonal()[labels] / np.bincount(t, minlength=c)[labels]
+
+    s = scores(confusion_matrix(pred, target, c, ignore_index=ignore), ignore_index=ignore)
+    assert s["mean_iou"] == pytest.approx(iou_sk.mean(), abs=1e-12)
+    assert s["mean_class_acc"] == pytest.approx(acc_sk.mean(), abs=1e-12)
+    assert s["pixel_acc"] == pytest.approx(accuracy_score(t, p), abs=1e-12)
+    # the scorer takes the ignore index from the dataset and leaves that class out too
+    info = DatasetInfo(name="toy-seg0", tasks=("photo2labels",), num_classes=c, ignore_index=ignore,
+                       palette=PALETTE)
+    sc = SegmentationScorer(ScoreContext(task=TASKS.get("photo2labels").bind(info, label_output="logits"),
+                                         device=torch.device("cpu"), cache_dir=tmp_path))
+    sc.update(torch.nn.functional.one_hot(pred, c).permute(0, 3, 1, 2).float() * 10, {"label": target})
+    got = sc.compute()
+    assert got["mean_iou"] == pytest.approx(iou_sk.mean(), abs=1e-12)
+    assert got["mean_class_acc"] == pytest.approx(acc_sk.mean(), abs=1e-12)
+    assert "class 0" in sc.protocol()["mean_iou"]
+
+
+def _pix2pix_get_scores(hist: np.ndarray) -> tuple[float, float, float]:
+    """pix2pix's scripts/eval_cityscapes/util.py get_scores: every class, absent ones count 0."""
+    acc = np.diag(hist).sum() / (hist.sum() + 1e-12)
+    cl_acc = np.diag(hist) / (hist.sum(1) + 1e-12)
+    iu = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist) + 1e-12)
+    return acc, np.nanmean(cl_acc), np.nanmean(iu)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_class_average_all_is_pix2pix_fcn_score(seed: int) -> None:
+    # 6 classes: 0..3 in the target, 4 only predicted, 5 nowhere: "all" counts 4 and 5 as 0
+    c = 6
+    pred, target = _random_labels(seed)
+    t, p = _kept(pred, target, c)
+    hist = sk_confusion_matrix(t, p, labels=list(range(c))).astype(float)
+    acc, cl_acc, iu = _pix2pix_get_scores(hist)
+    cm = confusion_matrix(pred, target, c, IGNORE)
+    s = scores(cm, "all")
+    assert s["pixel_acc"] == pytest.approx(acc, abs=1e-9)
+    assert s["mean_class_acc"] == pytest.approx(cl_acc, abs=1e-9)
+    assert s["mean_iou"] == pytest.approx(iu, abs=1e-9)
+    assert s["iou_per_class"][5] == 0.0
+    present = scores(cm, "present")            # the default, unchanged
+    assert {k: v for k, v in present.items() if k != "iou_per_class"} == \
+        {k: v for k, v in scores(cm).items() if k != "iou_per_class"}
+    assert present["mean_iou"] == pytest.approx(iu * c / 5, abs=1e-9)      # 5 classes in target or prediction
+    assert present["mean_class_acc"] == pytest.approx(cl_acc * c / 4, abs=1e-9)  # 4 classes in the target
+
+
+def test_scorer_class_average_option_changes_numbers_and_protocol(tmp_path: Path) -> None:
+    pred_lab, target = _batches()
+    target[target == 3] = 2                     # class 3 absent from the target
+    pred = _encode(pred_lab, "logits")
+    got = {}
+    for average in ("present", "all"):
+        ctx = _ctx(tmp_path, "logits")
+        ctx.options = {"class_average": average}
+        SegmentationScorer.preflight(ctx)
+        sc = SegmentationScorer(ctx)
+        sc.update(pred, {"label": target})
+        got[average] = (sc.compute(), sc.protocol())
+    t, p = _kept(pred_lab, target, 4)
+    hist = sk_confusion_matrix(t, p, labels=[0, 1, 2, 3]).astype(float)
+    _, cl_acc, iu = _pix2pix_get_scores(hist)
+    assert got["all"][0]["mean_class_acc"] == pytest.approx(cl_acc, abs=1e-9)
+    assert got["all"][0]["mean_iou"] == pytest.approx(iu, abs=1e-9)
+    with pytest.warns(UserWarning):            # sklearn: y_pred holds class 3, absent from y_true
+        bal = balanced_accuracy_score(t, p)
+    assert got["present"][0]["mean_class_acc"] == pytest.approx(bal, abs=1e-12)
+    assert got["present"][1]["class_average"] == "present" and got["all"][1]["class_average"] == "all"
+    default = SegmentationScorer(_ctx(tmp_path, "logits")).protocol()
+    assert default == got["present"][1]
+
+
+def test_unknown_class_average_is_a_one_line_metric_error(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    ctx.options = {"class_average": "mean"}
+    for build in (SegmentationScorer, SegmentationScorer.preflight):
+        with pytest.raises(MetricError, match="class_average") as err:
+            build(ctx)
+        assert "\n" not in str(err.value) and "'present' or 'all'" in str(err.value)
+    with pytest.raises(MetricError, match="class_average"):
+        scores(torch.eye(2, dtype=torch.int64), "mean")

@@ -87,3 +87,43 @@ def test_bad_options_raise_config_errors(val_batch) -> None:
         scorer_cls(_ctx(void="sometimes"))
     with pytest.raises(ConfigError, match="resize_mode"):
         scorer_cls(_ctx(resize_mode="lanczos"))
+
+
+def _pix2pix_get_scores(hist: np.ndarray) -> tuple[float, float]:
+    """pix2pix's FCN-score (scripts/eval_cityscapes/util.py get_scores): mean class acc and IoU over all classes."""
+    cl_acc = np.diag(hist) / (hist.sum(1) + 1e-12)
+    iu = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist) + 1e-12)
+    return float(np.nanmean(cl_acc)), float(np.nanmean(iu))
+
+
+def test_class_average_all_is_the_fcn_score_and_is_stamped(val_batch) -> None:
+    scorer_cls = METRICS.get("segmenter-score")
+    every = scorer_cls(_ctx(input_size=SMALL, class_average="all"))
+    present = scorer_cls(_ctx(input_size=SMALL, class_average="present"))
+    every.update(every.score_reference(val_batch), val_batch)
+    present.cm = every.cm.clone()                # the same segmentation, averaged the other way
+    hist = every.cm.double().numpy()
+    assert (hist.sum(1) == 0).any()              # 4 street scenes lack some of the 19 classes
+    all_acc, all_iou = _pix2pix_get_scores(hist)
+    got_all, got_present = every.compute(), present.compute()
+    assert got_all["mean_class_acc"] == pytest.approx(all_acc, abs=1e-9)
+    assert got_all["mean_iou"] == pytest.approx(all_iou, abs=1e-9)
+    in_target = hist.sum(1) > 0
+    in_either = in_target | (hist.sum(0) > 0)
+    inter = np.diag(hist)
+    assert got_present["mean_class_acc"] == pytest.approx((inter / hist.sum(1).clip(1))[in_target].mean(), abs=1e-12)
+    union = hist.sum(0) + hist.sum(1) - inter
+    assert got_present["mean_iou"] == pytest.approx((inter / union.clip(1))[in_either].mean(), abs=1e-12)
+    assert got_all["mean_iou"] < got_present["mean_iou"]
+    assert got_all["pixel_acc"] == got_present["pixel_acc"]
+    assert every.protocol()["class_average"] == "all" and present.protocol()["class_average"] == "present"
+    assert scorer_cls(_ctx(input_size=SMALL)).protocol() == present.protocol()      # "present" is the default
+
+
+def test_unknown_class_average_is_a_one_line_metric_error() -> None:
+    from bench.errors import MetricError
+    scorer_cls = METRICS.get("segmenter-score")
+    for build in (scorer_cls, scorer_cls.preflight):
+        with pytest.raises(MetricError, match="class_average") as err:
+            build(_ctx(class_average="every"))
+        assert "\n" not in str(err.value)

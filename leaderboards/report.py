@@ -1,0 +1,115 @@
+"""One self-contained HTML report per suite run (``report.html``): the table with intervals and the
+paper's values, the paper's claims, the ours-vs-paper chart, curves over training, the logged losses,
+a sample grid per row, the failed runs, the protocols and the assumptions. Every picture is embedded
+(base64), so the file can be mailed or committed and never has a broken link.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench.config import Suite
+from bench.schema import slug
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.reproduced{background:#dff0d8}
+.reversed{background:#f2dede}.notseparated{background:#fcf8e3}.outside{color:#a94442;font-weight:bold}
+img{max-width:100%;border:1px solid #ddd;margin:4px 0}figure{display:inline-block;margin:6px;vertical-align:top}
+figcaption{font-size:12px;color:#555}code{font-size:12px}img.grid{width:min(100%,420px);image-rendering:pixelated}"""
+
+
+def _img(path: Path, alt: str, cls: str = "") -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    css = f' class="{cls}"' if cls else ""
+    return f'<img{css} alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _num(v: float) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def table_html(long: pd.DataFrame) -> str:
+    cols = [c for c in dict.fromkeys(long["column"]) if "[e" not in c]
+    has_pub = {c: long[long["column"] == c]["published"].notna().any() for c in cols}
+    head = "".join(f"<th>{html.escape(c)}</th>" + ("<th>paper</th>" if has_pub[c] else "") for c in cols)
+    body = []
+    for row, g in long.groupby("row", sort=False):
+        cells = [f"<td>{html.escape(str(row))}</td>"]
+        for c in cols:
+            hit = g[g["column"] == c]
+            if not len(hit):
+                cells.append("<td></td>" + ("<td></td>" if has_pub[c] else ""))
+                continue
+            r = hit.iloc[0]
+            if r["status"] != "ok":
+                cells.append(f'<td title="{html.escape(str(r["reason"]))}">{html.escape(str(r["status"]))}</td>')
+            else:
+                ci = ""
+                if "ci_low" in r and not math.isnan(r["ci_low"]):
+                    ci = f" <small>[{_num(r['ci_low'])}, {_num(r['ci_high'])}]</small>"
+                cls = ' class="outside"' if bool(r.get("outside", False)) else ""
+                cells.append(f"<td{cls}>{_num(r['mean'])}{ci} <small>n={int(r['n'])}</small></td>")
+            if has_pub[c]:
+                cells.append(f"<td>{_num(r['published'])}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr><th>row</th>{head}</tr>{''.join(body)}</table>"
+
+
+def claims_html(claims: pd.DataFrame) -> str:
+    if not len(claims):
+        return ""
+    rows = "".join(
+        f'<tr class="{c.verdict.replace(" ", "")}"><td>{html.escape(c.claim)}</td><td>{html.escape(c.source)}</td>'
+        f"<td>{html.escape(c.ours)}</td><td>{html.escape(c.verdict)}</td></tr>" for c in claims.itertuples())
+    return ("<h2>The paper's claims</h2><p>A pair is <i>reproduced</i> when our means are in the claimed order and "
+            "their 95% intervals over seeds do not overlap, <i>reversed</i> when they are in the other order and do "
+            "not overlap, <i>not separated</i> otherwise.</p>"
+            f"<table><tr><th>claim</th><th>source</th><th>ours</th><th>verdict</th></tr>{rows}</table>")
+
+
+def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, protocols: dict[str, str],
+                claims: pd.DataFrame, agree: pd.DataFrame) -> str:
+    s = suite.suite
+    out = Path(out)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(s.title or s.name)}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(s.title or s.name)}</h1>",
+             f"<p>suite <code>{html.escape(s.name)}</code> · profile <code>{html.escape(profile)}</code> · dataset "
+             f"<code>{html.escape(s.dataset)}</code> · tasks {html.escape(', '.join(s.tasks))}</p>"]
+    if s.reference:
+        parts.append(f"<p>reproduces: {html.escape(s.reference)}</p>")
+    parts += ["<h2>Results</h2><p>Ours: mean over seeds with its 95% interval (bootstrap for n &ge; 3); red: the "
+              "paper's value lies outside our interval.</p>", table_html(long)]
+    parts.append(claims_html(claims))
+    if len(agree):
+        parts += ["<h2>Ranking agreement with the paper</h2>", agree.to_html(index=False, float_format="%.3f")]
+    for name, title in (("leaderboard.png", "Ours vs the paper"), ("curves.png", "Over training"),
+                        ("training.png", "Logged losses")):
+        if (out / name).is_file():
+            parts += [f"<h2>{title}</h2>", _img(out / name, title)]
+    grids = []
+    for row in dict.fromkeys(long["row"]) if len(long) else []:
+        for task in s.tasks:
+            found = sorted((out / "runs" / slug(row)).glob(f"seed*/{task}/samples.png"))
+            if found:
+                grids.append(f"<figure>{_img(found[0], f'{row} / {task}', 'grid')}<figcaption>{html.escape(row)} / "
+                             f"{html.escape(task)} ({found[0].parts[-3]})</figcaption></figure>")
+    if grids:
+        parts += ["<h2>Samples</h2>"] + grids
+    failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"]) if len(long) else long
+    if len(failed):
+        parts += ["<h2>Failed runs</h2><ul>"] + [f"<li>{html.escape(f'{r.row} / {r.task}: {r.reason}')}</li>"
+                                                 for r in failed.itertuples()] + ["</ul>"]
+    if protocols:
+        parts += ["<h2>Evaluation protocols</h2><ul>"] + [f"<li><code>{h}</code>: {html.escape(d)}</li>"
+                                                          for h, d in protocols.items()] + ["</ul>"]
+    if s.assumptions:
+        parts += ["<h2>Assumptions</h2><ul>"] + [f"<li>{html.escape(a)}</li>" for a in s.assumptions] + ["</ul>"]
+    parts.append("</body></html>")
+    return "\n".join(parts)
