@@ -109,21 +109,47 @@ class Row:
     note: str = doc("Free text shown nowhere but the file.", "")
 
 
+CLAIM_STATISTICS = ("mean", "std", "max", "min")
+
+
 @dataclass
 class Claim:
     """``[[claims]]``: an ordering the paper claims, checked by the leaderboard on our seeds."""
 
     text: str = doc("The claim in words, as the paper makes it.")
     metric: str = doc("The column it is about: `\"<task>/<metric key>\"` (e.g. `class2image/fid_class_mean[e5]`).")
-    order: list[str] = doc("Rows from best to worst (two or more): each is claimed better than the next.")
-    better: str = doc("`higher` or `lower` is better; \"\" = what the metric's scorer says.", "")
+    order: list[str] = doc("Rows from best to worst (two or more): each is claimed better than the next.",
+                           factory=list)
+    groups: list[list[str]] = doc(
+        "Instead of `order`: two groups of rows, the first claimed better than the second on a statistic "
+        "over each group's rows, computed per seed (see `statistic`).", factory=list)
+    statistic: list[str] = doc(
+        "With `groups`: per group, `mean`, `std`, `max` or `min` over its rows (e.g. `[\"std\", \"std\"]`: "
+        "the first group varies less; `[\"mean\", \"max\"]`: the first is as good as the second's best).",
+        factory=lambda: ["mean", "mean"])
+    better: str = doc("`higher` or `lower` is better; \"\" = what the metric's scorer says (required with a "
+                      "`std` statistic).", "")
     source: str = doc("Where the paper makes it (figure, table, section).", "")
 
     def __post_init__(self) -> None:
-        if len(self.order) < 2:
+        if self.groups:
+            if self.order:
+                raise ConfigError("a claim has either 'order' or 'groups', not both")
+            if len(self.groups) != 2 or any(not g for g in self.groups):
+                raise ConfigError("key 'groups' must hold two non-empty lists of rows, the better group first")
+            if len(self.statistic) != 2 or any(st not in CLAIM_STATISTICS for st in self.statistic):
+                raise ConfigError(f"key 'statistic' must hold two of {', '.join(CLAIM_STATISTICS)} (one per group)")
+            if "std" in self.statistic and not self.better:
+                raise ConfigError("a claim on a 'std' statistic must say better = \"lower\" or \"higher\"")
+        elif len(self.order) < 2:
             raise ConfigError("key 'order' must name at least two rows, best first")
         if self.better not in ("", "higher", "lower"):
             raise ConfigError(f"key 'better' must be 'higher', 'lower' or \"\", not '{self.better}'")
+
+    @property
+    def rows(self) -> list[str]:
+        """Every row the claim names."""
+        return list(self.order) + [r for g in self.groups for r in g]
 
 
 @dataclass

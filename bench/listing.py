@@ -10,12 +10,17 @@ from bench.registry import REGISTRIES
 
 
 def _param_count(factory: Any) -> str:
-    try:
-        m = factory(3, 3, image_size=256)
+    """Parameters of a conditional D built for x=3, y=3 channels, or of an unconditional one for y=3."""
+    for args, what in (((3, 3), "x=3, y=3 channels"), ((3,), "y=3 channels, unconditional")):
+        try:
+            m = factory(*args, image_size=256)
+        except TypeError:
+            continue
+        except Exception as e:  # noqa: BLE001 - a plug-in with another signature still lists
+            return f"(parameter count unavailable: {type(e).__name__})"
         n = sum(p.numel() for p in m.parameters())
-        return f"{n / 1e6:.2f}M params (x=3, y=3 channels, 256 px, default width)"
-    except Exception as e:  # noqa: BLE001 - a plug-in with another signature still lists
-        return f"(parameter count unavailable: {type(e).__name__})"
+        return f"{n / 1e6:.2f}M params ({what}, 256 px, default width)"
+    return "(parameter count unavailable: neither (x, y) nor (y) channels)"
 
 
 def _method(cls: Any) -> str:

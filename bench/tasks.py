@@ -217,6 +217,14 @@ TASKS.register("class2image", TaskSpec(
     "class2image", inputs={"c": Field("label", "class")}, targets={"y": Field("image", "image", 1)},
     default_metrics=("fid",), pairing="none",
     description="class label -> image, sampled from the prior (AC-GAN, CA-GAN); scored on samples per class"))
+TASKS.register("autoencode", TaskSpec(
+    "autoencode", inputs={"x": Field("photo", "image", 3)}, targets={"y": Field("photo", "image", 3)},
+    default_metrics=("reconstruction",),
+    description="photo -> the same photo through a bottleneck (decoupled learning's encoder-decoder)"))
+TASKS.register("autoencode-digits", TaskSpec(
+    "autoencode-digits", inputs={"x": Field("image", "image", 1)}, targets={"y": Field("image", "image", 1)},
+    default_metrics=("reconstruction",),
+    description="grey digit image -> the same image through a bottleneck (decoupled learning on MNIST)"))
 TASKS.register("points", TaskSpec(
     "points", inputs={}, targets={"y": Field("points", "points", 2)}, default_metrics=(), pairing="none",
     description="samples of a distribution of points, from the prior (the NRDS toy's sample sets)"))

@@ -241,9 +241,9 @@ def validate_suite(suite: "Suite", source: str) -> None:
         if task not in s.tasks or not metric:
             raise ConfigError(f"{source}: [claims.{i}] metric '{c.metric}' must be '<task>/<metric>' with a task of "
                               f"the suite ({', '.join(s.tasks)})")
-        for r in c.order:
+        for r in c.rows:
             if r not in names:
-                raise ConfigError(f"{source}: [claims.{i}] order names row '{r}', which the suite does not have")
+                raise ConfigError(f"{source}: [claims.{i}] names row '{r}', which the suite does not have")
     runner = _known(RUNNERS, s.runner, source, "[suite] runner")
     runner.validate(suite, source)
 

@@ -214,7 +214,7 @@ def _md_cell(v: object) -> object:
 
 
 def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: dict[str, str],
-                    higher: Mapping[str, bool] | None = None) -> str:
+                    higher: Mapping[str, bool] | None = None, claims: pd.DataFrame | None = None) -> str:
     s = suite.suite
     lines = [f"# {s.title or s.name}", "",
              f"suite `{s.name}` · profile `{profile}` · dataset `{s.dataset}` · tasks {', '.join(s.tasks)}"]
@@ -231,12 +231,14 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     agree = rank_agreement(long, higher if higher is not None else directions(suite, long))
     if len(agree):
         lines += ["", "## Ranking agreement with the paper", "", agree.to_markdown(index=False, floatfmt=".3f")]
-    claims = claim_table(suite, long, higher if higher is not None else directions(suite, long))
+    if claims is None:
+        claims = claim_table(suite, long, higher if higher is not None else directions(suite, long))
     if len(claims):
         lines += ["", "## Published claims", "",
-                  "Each claim orders rows on one column, best first; a pair is *reproduced* when our means are in that "
-                  "order and their 95% intervals over seeds do not overlap, *reversed* when the means are in the "
-                  "other order and the intervals do not overlap, and *not separated* otherwise.", "",
+                  "Each claim orders rows on one column, best first (or compares a statistic over two groups "
+                  "of rows, per seed); a pair is *reproduced* when our means are in that order and their 95% "
+                  "intervals over seeds do not overlap, *reversed* when the means are in the other order and the "
+                  "intervals do not overlap, and *not separated* otherwise.", "",
                   claims[["claim", "source", "ours", "verdict"]].map(_md_cell).to_markdown(index=False)]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"])
     if len(failed):
@@ -293,8 +295,8 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     _draw(lambda p: plot_training(out, [r.name for r in suite.rows], suite.suite.tasks, p,
                                   f"{title} ({profile}): logged losses"), out / "training.png")
     md = out / "leaderboard.md"
-    _atomic_text(md, render_markdown(suite, long, profile, protocols, higher) + _figures(suite, long, out))
-    claims = claim_table(suite, long, higher)
+    claims = claim_table(suite, long, higher, records)
+    _atomic_text(md, render_markdown(suite, long, profile, protocols, higher, claims) + _figures(suite, long, out))
     if len(claims):
         _atomic_text(out / "claims.csv", claims.to_csv(index=False))
     if len(long):

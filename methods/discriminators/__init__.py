@@ -9,3 +9,4 @@ DISCRIMINATORS.register("vgg16-concat-sn", "methods.discriminators.vgg16_concat:
 DISCRIMINATORS.register("projection-sn", "methods.discriminators.projection:ProjectionSN")
 DISCRIMINATORS.register("vgg16-fusion-sn", "methods.discriminators.vgg16_fusion:VGG16FusionSN")
 DISCRIMINATORS.register("class-heads", "methods.discriminators.class_heads:ClassHeadD")
+DISCRIMINATORS.register("conv-critic", "methods.generators.conv_ae:ConvCritic")

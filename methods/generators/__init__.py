@@ -4,3 +4,5 @@ from bench.registry import GENERATORS
 
 GENERATORS.register("unet", "methods.generators.unet:UNetGenerator")
 GENERATORS.register("class-dcgan", "methods.generators.class_dcgan:ClassDCGAN")
+GENERATORS.register("conv-encoder", "methods.generators.conv_ae:ConvEncoder")
+GENERATORS.register("conv-decoder", "methods.generators.conv_ae:ConvDecoder")
