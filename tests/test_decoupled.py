@@ -131,3 +131,26 @@ def test_without_batch_norm_has_no_norm_layers():
     for slot in ("E", "Dec", "G"):
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ad.modules[slot].modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in ad.modules["D"].modules())
+
+
+def test_pix2pix_par_decouples_the_two_unets():
+    from bench.data.base import DatasetInfo
+    task = TASKS.get("labels2photo").bind(DatasetInfo(name="d", tasks=(), provides=("photo", "label_rgb")))
+    torch.manual_seed(0)
+    ad = build_method("pix2pix-par", {"ngf": 4, "ndf": 4, "dropout": 0.0}, task, CTX,
+                      {"D": {"name": "patchgan"}}, image_size=32)
+    g = torch.Generator().manual_seed(1)
+    batch = {"photo": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+             "label_rgb": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1}
+    x, y = task.x(batch), task.y(batch)
+    out = ad.forward(x)
+    rec = (out["y_rec"] - y).abs().mean()
+    critic = ad._critic(x)
+    adv = ad.loss.g_loss(AdvTerms(critic, y, out["y"], None, critic(out["y"])))
+    assert _touched(ad, rec) == {"G"}
+    assert _touched(ad, adv) == {"G_gan", "D"}
+    sample = ad.sample(FromBatch(batch))
+    assert list(sample) == ["y_rec", "y_gan", "y"]
+    torch.testing.assert_close(sample["y"], sample["y_rec"] + sample["y_gan"])
+    logs = ad.train_step(batch, 0, update_g=True)
+    assert torch.isfinite(logs["loss_G"]) and torch.isfinite(logs["loss_D"])

@@ -60,17 +60,20 @@ def test_protocol_records_the_options():
     assert p["epochs"] == 5 and p["classifier"] == "image"
 
 
-# one substitute suite with BN in ED, one UTKFace suite without (the -mnist / -table2 twins differ only in `norm`)
-@pytest.mark.parametrize("suite,task", [("decoupled-table2-mnist", "autoencode-digits"),
-                                        ("decoupled-table3", "autoencode")])
-def test_decoupled_suites_smoke(tmp_path: Path, suite: str, task: str):
+# one substitute suite with BN in ED, one UTKFace suite without (the -mnist / -table2 twins differ only in `norm`),
+# and the facades table (pix2pix against its decoupled form)
+@pytest.mark.parametrize("suite,task,models,decoupled", [
+    ("decoupled-table2-mnist", "autoencode-digits", 8, "ed-gan-decoupled-w-0-1"),
+    ("decoupled-table3", "autoencode", 8, "ed-gan-decoupled-w-0-1"),
+    ("decoupled-table4", "labels2photo", 4, "ed-gan")])
+def test_decoupled_suites_smoke(tmp_path: Path, suite: str, task: str, models: int, decoupled: str):
     out = tmp_path / suite
     bench("run", suite, "--profile", "smoke", "--seeds", "1", "--out", str(out), "--no-progress", check=True)
     recs = ResultStore(out / "results.sqlite").frame(metric="nrds")
-    assert len(recs) == 8 and recs["value"].sum() == pytest.approx(1.0)     # eight models, one classifier
+    assert len(recs) == models and recs["value"].sum() == pytest.approx(1.0)     # one classifier for all
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board[board["metric"] == "nrds"]["published"].notna()) == {True}
     claims = pd.read_csv(out / "claims.csv")
     assert len(claims) == 2 and set(claims["verdict"]) <= {"not separated", "reproduced", "reversed"}
-    grid = out / "runs" / "ed-gan-decoupled-w-0-1" / "seed0" / task / "samples.png"
+    grid = out / "runs" / decoupled / "seed0" / task / "samples.png"
     assert grid.is_file()
