@@ -21,7 +21,8 @@ from typing import Any
 from bench.errors import ConfigError
 
 INVOCATIONS = "invocations.jsonl"
-FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.png", "claims.csv", "curves.png", "results.sqlite")
+FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.png", "leaderboard.tex", "claims.csv", "curves.png",
+         "training.png", "report.html", "results.sqlite")
 
 
 def machine() -> dict[str, Any]:
@@ -78,6 +79,18 @@ def publish(out: Path, dest: Path) -> Path:
     return dest
 
 
+def _portable(arg: str, out: Path) -> str:
+    """A command argument with the machine's output folder written as ``OUT`` (no machine paths in the repo)."""
+    try:
+        p = Path(arg)
+        if not p.is_absolute():
+            return arg
+        rel = p.resolve().relative_to(Path(out).resolve())
+        return "OUT" if str(rel) == "." else f"OUT/{rel.as_posix()}"
+    except (ValueError, OSError):
+        return arg
+
+
 def run_notes(out: Path) -> str:
     inv = _invocations(out)
     lines = ["# How these results were made", ""]
@@ -91,8 +104,8 @@ def run_notes(out: Path) -> str:
               f"GPU: {m.get('gpu') or 'none'}; {m.get('platform')}, Python {m.get('python')}",
               f"- wall time: {total / 60:.1f} min over {len(inv)} command(s)", "",
               "Commands, in order (run from the repository root with BENCH_DATA_ROOT set):", "", "```"]
-    lines += [" ".join(i["argv"]) + f"    # {i['started']}, {i['seconds'] / 60:.1f} min, {i['ran']} ran, "
-              f"{i['skipped']} skipped, {len(i['failed'])} failed" for i in inv]
+    lines += [" ".join(_portable(a, out) for a in i["argv"]) + f"    # {i['started']}, {i['seconds'] / 60:.1f} min, "
+              f"{i['ran']} ran, {i['skipped']} skipped, {len(i['failed'])} failed" for i in inv]
     lines += ["```", "", "Then `bench publish OUT --dest <this folder>` copied the files here "
               f"({datetime.now(timezone.utc).date().isoformat()}).", ""]
     return "\n".join(lines)

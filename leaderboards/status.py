@@ -41,7 +41,7 @@ class SuiteStatus:
 
 def _why_missing(suite: Suite, data_ok: bool) -> str:
     if "cpu" not in suite.profiles:
-        why = "needs a GPU (no cpu profile: " + ", ".join(suite.profiles) + ")"
+        why = "no cpu profile (profiles: " + ", ".join(suite.profiles) + "): run on a GPU"
     else:
         why = "cpu profile not run yet"
     if not data_ok:

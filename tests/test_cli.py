@@ -84,6 +84,7 @@ def test_publish_copies_what_people_look_at_and_how_it_was_made(tmp_path):
     dest = tmp_path / "results" / "nrds-toy" / "smoke"
     bench("publish", str(out), "--dest", str(dest), check=True)
     assert {p.name for p in dest.iterdir()} >= {"leaderboard.md", "leaderboard.csv", "results.sqlite", "RUN.md"}
-    assert "bench run nrds-toy --seeds 1" in (dest / "RUN.md").read_text()
+    notes = (dest / "RUN.md").read_text()
+    assert "bench run nrds-toy --seeds 1 --out OUT --no-progress" in notes and str(out) not in notes
     r = bench("publish", str(tmp_path / "nothing"), "--dest", str(dest))
     assert r.returncode == 2 and "no leaderboard.md" in r.stderr and (dest / "RUN.md").is_file()

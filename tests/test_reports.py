@@ -125,7 +125,7 @@ def test_status_page_counts_claims_and_says_what_is_missing(tmp_path):
     assert t["mean_abs_gap"] == pytest.approx(0.03) and t["outside"] == 1
     md = status_markdown(frame)
     assert "2 / 3 reproduced (1 not separated)" in md
-    assert "dataset 'cityscapes' is not on these machines; needs a GPU" in md
+    assert "dataset 'cityscapes' is not on these machines; no cpu profile (profiles: short)" in md
 
 
 def test_baseline_and_regress_through_the_cli(tmp_path):
