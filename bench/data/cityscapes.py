@@ -78,7 +78,8 @@ def _natural_key(p: Path) -> list:
 
 # -- finding files ---------------------------------------------------------------------------------
 
-def _pix2pix_files(root: Path, split: str) -> list[Path]:
+def pix2pix_files(root: Path, split: str) -> list[Path]:
+    """The images of ``root/split`` in pix2pix's side-by-side layout, in natural order (shared with facades)."""
     d = root / split
     if not d.is_dir():
         return []
@@ -104,7 +105,7 @@ def _official_pairs(root: Path, split: str) -> tuple[list[tuple[Path, Path]], li
 def _detect_layout(root: Path) -> str | None:
     if any(_official_pairs(root, s)[0] for s in ("val", "train")):
         return "official"
-    if any(_pix2pix_files(root, s) for s in ("val", "train")):
+    if any(pix2pix_files(root, s) for s in ("val", "train")):
         return "pix2pix"
     return None
 
@@ -158,7 +159,8 @@ def decoded_label(jpeg_bytes: bytes, tolerance: float = cl.DEFAULT_TOLERANCE) ->
 
 # -- the dataset -----------------------------------------------------------------------------------
 
-def _photo_tensor(img: Image.Image, size: int) -> torch.Tensor:
+def photo_tensor(img: Image.Image, size: int) -> torch.Tensor:
+    """A PIL image as an RGB tensor (3, size, size) in [-1, 1], bilinear (shared with facades)."""
     if img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)   # PIL antialiases when shrinking
     arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
@@ -180,7 +182,7 @@ class CityscapesDataset(PairedDataset):
                  subset: int | None = None, tolerance: float = cl.DEFAULT_TOLERANCE):
         self.root, self.split, self.size, self.layout, self.tolerance = root, split, size, layout, tolerance
         if layout == "pix2pix":
-            self.items: list[tuple[Path, Path | None]] = [(p, None) for p in _pix2pix_files(root, split)]
+            self.items: list[tuple[Path, Path | None]] = [(p, None) for p in pix2pix_files(root, split)]
         else:
             pairs, orphans = _official_pairs(root, split)
             if orphans:
@@ -203,11 +205,11 @@ class CityscapesDataset(PairedDataset):
                 data = photo_path.read_bytes()
                 with Image.open(io.BytesIO(data)) as im:
                     im = im.convert("RGB")
-                    photo = _photo_tensor(im.crop((0, 0, im.width // 2, im.height)), self.size)
+                    photo = photo_tensor(im.crop((0, 0, im.width // 2, im.height)), self.size)
                 train_ids = decoded_label(data, self.tolerance)
         else:
             with reading(photo_path, "cityscapes"), Image.open(photo_path) as im:
-                photo = _photo_tensor(im, self.size)
+                photo = photo_tensor(im, self.size)
             with reading(label_path, "cityscapes"), Image.open(label_path) as im:
                 ids = np.asarray(im.resize((self.size, self.size), Image.NEAREST)
                                  if im.size != (self.size, self.size) else im)
@@ -246,7 +248,7 @@ def split_counts(root: Path) -> dict[str, int]:
     """Samples the loader sees per split: {"train": n, "val": n} in the layout found at ``root``."""
     layout = _detect_layout(root) if root.is_dir() else None
     if layout == "pix2pix":
-        return {s: len(_pix2pix_files(root, s)) for s in ("train", "val")}
+        return {s: len(pix2pix_files(root, s)) for s in ("train", "val")}
     if layout == "official":
         return {s: len(_official_pairs(root, s)[0]) for s in ("train", "val")}
     return {}
@@ -269,7 +271,7 @@ def check(root: Path | str | None = None) -> CheckReport:
         return rep
     for split in ("train", "val"):
         if rep.layout == "pix2pix":
-            n, orphans = len(_pix2pix_files(base, split)), []
+            n, orphans = len(pix2pix_files(base, split)), []
             what = f"{split}/*.jpg"
         else:
             pairs, orphans = _official_pairs(base, split)

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from bench.data.base import DatasetInfo, PairedDataset, reading
-from bench.data.cityscapes import _photo_tensor, _pix2pix_files
+from bench.data.cityscapes import photo_tensor, pix2pix_files
 from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
 from bench.data.paths import cache_dir, data_root
 from bench.data.utkface import jpeg_problem
@@ -76,7 +76,7 @@ def _ignored(name: str) -> bool:
 
 def _files(root: Path, folder: str) -> list[Path]:
     """The split's JPEGs in natural order, hidden files left out."""
-    return [p for p in _pix2pix_files(root, folder) if not p.name.startswith(".") and p.is_file()]
+    return [p for p in pix2pix_files(root, folder) if not p.name.startswith(".") and p.is_file()]
 
 
 # -- finding the data ------------------------------------------------------------------------------
@@ -131,8 +131,8 @@ class FacadesDataset(PairedDataset):
                 ab = im.convert("RGB")                  # decodes: a truncated file fails here
             w, h = ab.size
             half = w // 2
-            photo = _photo_tensor(ab.crop((0, 0, half, h)), self.size)
-            label_rgb = _photo_tensor(ab.crop((half, 0, w, h)), self.size)
+            photo = photo_tensor(ab.crop((0, 0, half, h)), self.size)
+            label_rgb = photo_tensor(ab.crop((half, 0, w, h)), self.size)
         return {"photo": photo, "label_rgb": label_rgb, "index": torch.tensor(i, dtype=torch.int64)}
 
 
