@@ -88,16 +88,10 @@ class Pix2Pix(MethodAdapter):
                 return DOutput.wrap(self.D(x, v))
         return critic
 
-    def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
-        o, ctx = self.options, self.ctx
-        x, y = self.task.x(batch), self.task.y(batch)
-        with torch.set_grad_enabled(update_g), ctx.autocast():
-            fake = self.G(x)
-        critic = self._critic(x)
-        d_real = critic(y)
-        d_fake = critic(fake.detach())
-        t = AdvTerms(critic, y, fake.detach(), d_real, d_fake)
-        loss_d = self.loss.d_loss(t) * o.d_loss_weight
+    def _d_update(self, critic, y: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One D step on real ``y`` against (detached) ``fake``, regularisers included; its logs."""
+        t = AdvTerms(critic, y, fake, critic(y), critic(fake))
+        loss_d = self.loss.d_loss(t) * self.options.d_loss_weight
         reg_d, parts_d = self.regs.d(t)
         if reg_d is not None:
             loss_d = loss_d + reg_d
@@ -105,7 +99,15 @@ class Pix2Pix(MethodAdapter):
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        out = {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v for k, v in parts_d.items()}}
+        return {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v for k, v in parts_d.items()}}
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
+        o, ctx = self.options, self.ctx
+        x, y = self.task.x(batch), self.task.y(batch)
+        with torch.set_grad_enabled(update_g), ctx.autocast():
+            fake = self.G(x)
+        critic = self._critic(x)
+        out = self._d_update(critic, y, fake.detach())
         if update_g:
             t = AdvTerms(critic, y, fake, None, critic(fake))
             loss_gan = self.loss.g_loss(t)

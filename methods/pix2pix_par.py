@@ -49,15 +49,7 @@ class Pix2PixDecoupled(Pix2Pix):
             out = self.forward(x)
         fake = out["y"]
         critic = self._critic(x)
-        t = AdvTerms(critic, y, fake.detach(), critic(y), critic(fake.detach()))
-        loss_d = self.loss.d_loss(t) * o.d_loss_weight
-        reg_d, parts_d = self.regs.d(t)
-        if reg_d is not None:
-            loss_d = loss_d + reg_d
-        self.optimizers["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optimizers["D"].step()
-        logs = {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v for k, v in parts_d.items()}}
+        logs = self._d_update(critic, y, fake.detach())
         if update_g:
             t = AdvTerms(critic, y, fake, None, critic(fake))
             loss_gan = self.loss.g_loss(t)

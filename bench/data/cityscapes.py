@@ -34,7 +34,7 @@ from tqdm import tqdm
 from bench.data import cityscapes_labels as cl
 from bench.data.base import DatasetInfo, PairedDataset, reading
 from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
-from bench.data.paths import cache_dir, data_root
+from bench.data.paths import cache_dir, data_root, locate, shared_archives
 from bench.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -110,27 +110,8 @@ def _detect_layout(root: Path) -> str | None:
     return None
 
 
-def _shared_source() -> Path | None:
-    d = data_root() / SHARED_FOLDER
-    return d if d.is_dir() and any(d.glob("*.tar*")) else None
-
-
 def _locate(root: Path | str | None, *, auto_prepare: bool) -> Path:
-    if root is not None:
-        return Path(root).expanduser()
-    default = data_root() / "cityscapes"
-    if default.is_dir():
-        return default
-    shared = _shared_source()
-    if shared is None:
-        return default
-    target = cache_dir() / "cityscapes"
-    if (target / "PREPARED.json").is_file():
-        return target
-    if not auto_prepare:
-        return default
-    log.info("unpacking the pix2pix Cityscapes tars from %s into %s (once)", shared, target)
-    return prepare(shared, target)
+    return locate("cityscapes", root, SHARED_FOLDER, prepare, auto_prepare=auto_prepare)
 
 
 # -- the pix2pix colour labels, decoded once ------------------------------------------------------
@@ -261,7 +242,7 @@ def check(root: Path | str | None = None) -> CheckReport:
     rep.layout = _detect_layout(base) if base.is_dir() else None
     if rep.layout is None:
         rep.missing.append(f"{base}: no pix2pix JPEGs and no leftImg8bit/gtFine pairs")
-        shared = _shared_source() if root is None else None
+        shared = shared_archives(SHARED_FOLDER) if root is None else None
         rep.hints.append(f"pix2pix tars found in {shared}: `bench data prepare cityscapes --src {shared}` or "
                          "just load the dataset, which unpacks them into the cache" if shared else
                          "download pix2pix's cityscapes.tar.gz, or leftImg8bit_trainvaltest.zip + "

@@ -35,7 +35,7 @@ from PIL import Image
 from bench.data.base import DatasetInfo, PairedDataset, reading
 from bench.data.cityscapes import photo_tensor, pix2pix_files
 from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
-from bench.data.paths import cache_dir, data_root
+from bench.data.paths import data_root, locate, shared_archives
 from bench.data.utkface import jpeg_problem
 from bench.errors import ConfigError, DataError
 
@@ -81,27 +81,8 @@ def _files(root: Path, folder: str) -> list[Path]:
 
 # -- finding the data ------------------------------------------------------------------------------
 
-def _shared_source() -> Path | None:
-    d = data_root() / SHARED_FOLDER
-    return d if d.is_dir() and any(d.glob("*.tar*")) else None
-
-
 def _locate(root: Path | str | None, *, auto_prepare: bool) -> Path:
-    if root is not None:
-        return Path(root).expanduser()
-    default = data_root() / "facades"
-    if default.is_dir():
-        return default
-    shared = _shared_source()
-    if shared is None:
-        return default
-    target = cache_dir() / "facades"
-    if (target / "PREPARED.json").is_file():
-        return target
-    if not auto_prepare:
-        return default
-    log.info("unpacking the pix2pix facades tar from %s into %s (once)", shared, target)
-    return prepare(shared, target)
+    return locate("facades", root, SHARED_FOLDER, prepare, auto_prepare=auto_prepare)
 
 
 # -- the dataset -----------------------------------------------------------------------------------
@@ -197,7 +178,7 @@ def check(root: Path | str | None = None) -> CheckReport:
     verify_marker(base, count(base), rep)
     rep.ok = not rep.missing
     if not rep.ok:
-        shared = _shared_source() if root is None else None
+        shared = shared_archives(SHARED_FOLDER) if root is None else None
         rep.hints.append(f"the pix2pix facades tar is in {shared}: `bench data prepare facades --src {shared}` "
                          "or just load the dataset, which unpacks it into the cache" if shared and rep.layout is None
                          else "download pix2pix's facades.tar.gz, then run "
