@@ -35,6 +35,7 @@ from bench.contracts import (AdvTerms, ComponentArgs, DOutput, FromPrior, Method
 from bench.errors import ConfigError, MetricError
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
+from methods.grad import frozen
 from methods.init import check_options, init_weights
 from methods.mixed_batch import MixedBatch, mixed_forward
 
@@ -149,11 +150,12 @@ class ClassConditionalGAN(MethodAdapter):
         opt.step()
         out = {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v.detach() for k, v in parts_d.items()}}
         if update_g:
-            t, yr, yf = self._terms(real, fake, labels, labels, step, need_real=False)
-            loss_g, parts_g = self.g_objective(t, yr, yf)
-            opt = self.optimizers["G"]
-            opt.zero_grad(set_to_none=True)
-            loss_g.backward()
+            with frozen(self.D):
+                t, yr, yf = self._terms(real, fake, labels, labels, step, need_real=False)
+                loss_g, parts_g = self.g_objective(t, yr, yf)
+                opt = self.optimizers["G"]
+                opt.zero_grad(set_to_none=True)
+                loss_g.backward()
             opt.step()
             out.update(loss_G=loss_g.detach(), **{f"loss_G_{k}": v.detach() for k, v in parts_g.items()})
         return out

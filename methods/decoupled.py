@@ -29,6 +29,7 @@ from bench.contracts import AdvTerms, ComponentArgs, DOutput, MethodAdapter, Slo
 from bench.errors import ConfigError
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
+from methods.grad import frozen
 from methods.init import NORM_KINDS, check_options, init_weights
 
 
@@ -123,13 +124,14 @@ class EDGAN(MethodAdapter):
         opt_d.step()
         logs = {"loss_D": loss_d.detach()}
         if update_g:
-            adv = self.loss.g_loss(AdvTerms(self._critic, y, fake, None, self._critic(fake)))
-            rec = (out["y_rec"].float() - y.float()).abs().mean()
-            loss = o.lambda_rec * rec + o.lambda_adv * adv
-            for name, opt in self.optimizers.items():
-                if name != "D":
-                    opt.zero_grad(set_to_none=True)
-            loss.backward()
+            with frozen(self.modules["D"]):
+                adv = self.loss.g_loss(AdvTerms(self._critic, y, fake, None, self._critic(fake)))
+                rec = (out["y_rec"].float() - y.float()).abs().mean()
+                loss = o.lambda_rec * rec + o.lambda_adv * adv
+                for name, opt in self.optimizers.items():
+                    if name != "D":
+                        opt.zero_grad(set_to_none=True)
+                loss.backward()
             for name, opt in self.optimizers.items():
                 if name != "D":
                     opt.step()

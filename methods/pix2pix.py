@@ -21,6 +21,7 @@ from bench.contracts import (AdvTerms, ComponentArgs, DOutput, MethodAdapter, Sl
                              registry_ref)
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
+from methods.grad import frozen
 from methods.init import check_options, init_weights
 from methods.regularizers import Regularizers
 
@@ -109,16 +110,17 @@ class Pix2Pix(MethodAdapter):
         critic = self._critic(x)
         out = self._d_update(critic, y, fake.detach())
         if update_g:
-            t = AdvTerms(critic, y, fake, None, critic(fake))
-            loss_gan = self.loss.g_loss(t)
-            loss_l1 = (fake.float() - y.float()).abs().mean()
-            loss_g = loss_gan + o.lambda_l1 * loss_l1
-            reg_g, parts_g = self.regs.g(t)
-            if reg_g is not None:
-                loss_g = loss_g + reg_g
-            opt_g = self.optimizers["G"]
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
+            with frozen(self.D):
+                t = AdvTerms(critic, y, fake, None, critic(fake))
+                loss_gan = self.loss.g_loss(t)
+                loss_l1 = (fake.float() - y.float()).abs().mean()
+                loss_g = loss_gan + o.lambda_l1 * loss_l1
+                reg_g, parts_g = self.regs.g(t)
+                if reg_g is not None:
+                    loss_g = loss_g + reg_g
+                opt_g = self.optimizers["G"]
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
             opt_g.step()
             out.update(loss_G=loss_g.detach(), loss_G_gan=loss_gan.detach(), loss_G_l1=loss_l1.detach(),
                        **{f"loss_G_{k}": v for k, v in parts_g.items()})

@@ -315,6 +315,7 @@ def test_rng_state_round_trip(tmp_path: Path) -> None:
     assert expected[3] == got[3] and expected[4] == got[4]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_checkpoint_loads_on_cpu_and_back(tmp_path: Path) -> None:
     torch.manual_seed(0)

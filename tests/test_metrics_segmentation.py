@@ -116,6 +116,7 @@ def test_confusion_matrix_runs_on_cpu() -> None:
     assert cm.device.type == "cpu"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_confusion_matrix_stays_on_cuda() -> None:
     pred, target = _random_labels(0)
