@@ -220,6 +220,14 @@ def build_ref(ref: Path, dev: Any, size: int, batch: int, amp: bool, cl: bool, w
     return step, counts
 
 
+def _shown(p: Path) -> str:
+    """A path as the report shows it: relative to the checkout when inside it (no machine paths in reports)."""
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return p.name
+
+
 def _sync(dev: Any) -> None:
     import torch
     if dev.type == "cuda":
@@ -293,7 +301,7 @@ def section_step(check: Check, dev: Any, ref_arg: str | None, compiled: bool = F
         del fns
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    return {"rows": rows, "reference": str(ref) if ref else None, "reference_skipped": ref_reason,
+    return {"rows": rows, "reference": _shown(ref) if ref else None, "reference_skipped": ref_reason,
             "timing": f"median of {rounds} interleaved rounds of {steps} steps after {warmup} warm-up steps"}
 
 

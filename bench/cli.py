@@ -8,10 +8,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
+# Before torch loads OpenMP: idle threads sleep instead of spinning. On a shared 2-core box spinning made a
+# 64x64 pix2pix step 2.5x slower with another job running (tests/benchmarks/test_bench_threads.py); unloaded
+# it is as fast or faster. A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from bench import progress
 from bench.errors import BenchError, ConfigError
 from bench.lock import folder_lock
 from bench.schema import slug
@@ -297,6 +304,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
         sp.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sp.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: BENCH_THREADS, else torch's: one per core); "
+                             "1 is faster when another job shares the cores")
 
     s = sub.add_parser("list", help="list registered components")
     s.add_argument("kind", nargs="?", choices=LIST_KINDS)
@@ -405,6 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    progress.set_enabled(not getattr(args, "no_progress", False))
+    threads = getattr(args, "threads", None)
+    threads = os.environ.get("BENCH_THREADS") if threads is None else threads
+    if threads not in (None, ""):
+        import torch
+        try:
+            torch.set_num_threads(int(threads))
+        except (RuntimeError, ValueError):
+            print(f"bench: error: --threads / BENCH_THREADS must be a positive integer, not {threads!r}",
+                  file=sys.stderr)
+            return 2
     try:
         from bench.registry import load_builtins, load_plugin
         load_builtins()

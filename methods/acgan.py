@@ -38,6 +38,7 @@ from bench.tasks import TaskSpec
 from methods.grad import frozen
 from methods.init import check_options, init_weights
 from methods.mixed_batch import MixedBatch, mixed_forward
+from methods.optim import adam
 
 
 @dataclass
@@ -101,8 +102,8 @@ class ClassConditionalGAN(MethodAdapter):
         self.G, self.D = components["G"], components["D"]
         self.modules = {"G": self.G, "D": self.D}
         betas = (options.beta1, options.beta2)
-        self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), lr=options.lr_g, betas=betas),
-                           "D": torch.optim.Adam(self.D.parameters(), lr=options.lr_d, betas=betas)}
+        self.optimizers = {"G": adam(self.G.parameters(), lr=options.lr_g, betas=betas),
+                           "D": adam(self.D.parameters(), lr=options.lr_d, betas=betas)}
         self.loss = LOSSES.get(options.loss)()
         self.mixed = options.mixed()
 

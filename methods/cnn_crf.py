@@ -40,6 +40,7 @@ from bench.errors import ConfigError
 from bench.tasks import TaskSpec
 from methods.crf import DenseCRF, GaussianCRF
 from methods.init import check_options, init_weights
+from methods.optim import adam
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,10 @@ class CNNCRF(MethodAdapter):
 
         self.modules = {"G": self.G, "CRF": self.crf}
         betas = (o.beta1, o.beta2)
-        self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=betas)}
+        self.optimizers = {"G": adam(self.G.parameters(), lr=o.lr, betas=betas)}
         if o.mode == "joint":
             crf_lr = o.lr if o.crf_lr is None else o.crf_lr
-            self.optimizers["CRF"] = torch.optim.Adam(self.crf.parameters(), lr=crf_lr, betas=betas)
+            self.optimizers["CRF"] = adam(self.crf.parameters(), lr=crf_lr, betas=betas)
 
     # -- the two steps --------------------------------------------------------------------------------------
 

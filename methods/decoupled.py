@@ -31,6 +31,7 @@ from bench.registry import LOSSES
 from bench.tasks import TaskSpec
 from methods.grad import frozen
 from methods.init import NORM_KINDS, check_options, init_weights
+from methods.optim import adam
 
 
 @dataclass
@@ -91,7 +92,7 @@ class EDGAN(MethodAdapter):
         self.loss = LOSSES.get(options.loss)()
         self.modules = dict(components)
         betas = (options.beta1, options.beta2)
-        self.optimizers = {name: torch.optim.Adam(self.parameter_groups()[name], lr=options.lr, betas=betas)
+        self.optimizers = {name: adam(self.parameter_groups()[name], lr=options.lr, betas=betas)
                            for name in self.parameter_groups()}
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

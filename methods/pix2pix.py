@@ -23,6 +23,7 @@ from bench.registry import LOSSES
 from bench.tasks import TaskSpec
 from methods.grad import frozen
 from methods.init import check_options, init_weights
+from methods.optim import adam
 from methods.regularizers import Regularizers
 
 
@@ -79,8 +80,8 @@ class Pix2Pix(MethodAdapter):
         self.modules = {"G": self.G, "D": self.D}
         betas = (o.beta1, o.beta2)
         self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=betas),
-            "D": torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=betas),
+            "G": adam(self.G.parameters(), lr=o.lr_g, betas=betas),
+            "D": adam(self.D.parameters(), lr=o.lr_d, betas=betas),
         }
 
     def _critic(self, x: torch.Tensor):

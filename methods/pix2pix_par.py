@@ -16,6 +16,7 @@ from torch import nn
 from bench.contracts import AdvTerms, ComponentArgs, Slot, TrainContext
 from bench.tasks import TaskSpec
 from methods.grad import frozen
+from methods.optim import adam
 from methods.pix2pix import Pix2Pix
 
 
@@ -36,7 +37,7 @@ class Pix2PixDecoupled(Pix2Pix):
         o = options
         self.G_gan = components["G_gan"]
         self.modules["G_gan"] = self.G_gan
-        self.optimizers["G_gan"] = torch.optim.Adam(self.G_gan.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
+        self.optimizers["G_gan"] = adam(self.G_gan.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.ctx.autocast():

@@ -31,11 +31,11 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
-from tqdm import tqdm
 
 from bench import provenance
 from bench.data.paths import cache_dir, data_root
 from bench.errors import DataError, MetricError
+from bench.progress import bar as tqdm
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch_fidelity
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from bench.data.paths import cache_dir
 from bench.errors import MetricError
+from bench.progress import bar as tqdm
 from bench.registry import METRICS
 from metrics import extractors as ex
 from metrics import extractor_espnet  # noqa: F401  (registers the espnet-cityscapes extractors)

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from bench.errors import MetricError
+from bench.progress import bar as tqdm
 from metrics.base import JointScorer, ScoreContext
 
 log = logging.getLogger(__name__)

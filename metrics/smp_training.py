@@ -30,9 +30,9 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bench.errors import ConfigError, MetricError
+from bench.progress import bar as tqdm
 from metrics.segmenter_base import ScoringSegmenter, resize_logits
 
 log = logging.getLogger(__name__)

@@ -210,3 +210,23 @@ def test_ms_ssim_of_flat_images_equals_the_closed_form(size: int, a: float, b: f
     a32, b32 = float(images[0, 0, 0, 0]), float(images[1, 0, 0, 0])     # the float32 values scored
     got = ms_ssim_diversity(images, None, pairs=3, value_range=(0, 1))
     assert abs(got - _flat_ms_ssim(a32, b32)) < 1e-6, (got, _flat_ms_ssim(a32, b32))
+
+
+def test_real_value_is_computed_once_per_test_set(tmp_path, monkeypatch) -> None:
+    """The real images' MS-SSIM is the same at every evaluation: computed once per images + classes +
+    protocol, and a different test set, class list or option gets its own value."""
+    import metrics.diversity as md
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    gen, real = _on_grid(_images(6, 28, seed=1, channels=1)), _on_grid(_images(6, 28, seed=2, channels=1))
+    calls = []
+    real_fn = md.ms_ssim_diversity
+    monkeypatch.setattr(md, "ms_ssim_diversity", lambda x, *a, **k: calls.append(len(x)) or real_fn(x, *a, **k))
+    monkeypatch.setattr(md, "_REAL_VALUES", {})
+    first = _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen, real, labels, size=3)
+    again = _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen.flip(0), real, labels, size=3)
+    assert len(calls) == 3                                   # gen, real, gen: the real value was reused
+    assert again["ms_ssim_real"] == first["ms_ssim_real"] == pytest.approx(
+        real_fn(real, labels, pairs=4, seed=0), abs=1e-6)
+    _stream(DiversityScorer(_score_ctx({"pairs": 4, "seed": 1}, tmp_path)), gen, real, labels)
+    _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen, real.flip(0), labels)
+    assert len(calls) == 7                                   # another seed, other images: computed again

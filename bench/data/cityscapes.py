@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from bench.data import cityscapes_labels as cl
 from bench.data.base import DatasetInfo, PairedDataset, reading
 from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
 from bench.data.paths import cache_dir, data_root, locate, shared_archives
 from bench.errors import ConfigError, DataError
+from bench.progress import bar as tqdm
 
 log = logging.getLogger(__name__)
 
