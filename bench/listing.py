@@ -10,17 +10,20 @@ from bench.registry import REGISTRIES
 
 
 def _param_count(factory: Any) -> str:
-    """Parameters of a conditional D built for x=3, y=3 channels, or of an unconditional one for y=3."""
-    for args, what in (((3, 3), "x=3, y=3 channels"), ((3,), "y=3 channels, unconditional")):
+    """Parameters of a conditional D built for x=3, y=3 channels, of an unconditional one for y=3, or of a
+    critic on vectors (no image size, e.g. a latent critic) for 50 features."""
+    for args, size, what in (((3, 3), 256, "x=3, y=3 channels, 256 px, default width"),
+                             ((3,), 256, "y=3 channels, unconditional, 256 px, default width"),
+                             ((50,), None, "vectors of 50 features, default widths")):
         try:
-            m = factory(*args, image_size=256)
+            m = factory(*args, image_size=size) if size else factory(*args)
         except TypeError:
             continue
         except Exception as e:  # noqa: BLE001 - a plug-in with another signature still lists
             return f"(parameter count unavailable: {type(e).__name__})"
         n = sum(p.numel() for p in m.parameters())
-        return f"{n / 1e6:.2f}M params ({what}, 256 px, default width)"
-    return "(parameter count unavailable: neither (x, y) nor (y) channels)"
+        return f"{n / 1e6:.2f}M params ({what})"
+    return "(parameter count unavailable: neither (x, y) nor (y) channels, nor vectors)"
 
 
 def _method(cls: Any) -> str:

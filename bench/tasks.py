@@ -221,6 +221,11 @@ TASKS.register("autoencode", TaskSpec(
     "autoencode", inputs={"x": Field("photo", "image", 3)}, targets={"y": Field("photo", "image", 3)},
     default_metrics=("reconstruction",),
     description="photo -> the same photo through a bottleneck (decoupled learning's encoder-decoder)"))
+TASKS.register("age2face", TaskSpec(
+    "age2face", inputs={"x": Field("photo", "image", 3), "c": Field("age_bin", "class")},
+    targets={"y": Field("photo", "image", 3)}, default_metrics=("reconstruction",),
+    description="photo + age group -> the face at that age through a bottleneck (CAAE); scored at the photo's own "
+                "age group"))
 TASKS.register("autoencode-digits", TaskSpec(
     "autoencode-digits", inputs={"x": Field("image", "image", 1)}, targets={"y": Field("image", "image", 1)},
     default_metrics=("reconstruction",),

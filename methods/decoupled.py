@@ -14,13 +14,17 @@ judged by an image discriminator D against the real images:
   only scales G's gradient, which Adam largely normalises away: the paper's point that ED//GAN
   needs no weight between the losses. Outputs ``y``, ``y_rec`` and ``y_gan`` (the residual G adds).
 
+Both forms share one training step; a variant conditioned on more than the latent (CAAE's age group,
+:mod:`methods.caae`) overrides its hooks: ``condition``, ``decoder_input``, ``critic``, ``d_objective``,
+``g_objective`` and ``d_groups``.
+
 Defaults follow the authors' code: Adam 2e-4, beta1 0.5, 5x5 kernels, batch norm in ED and D, latent 50.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -100,50 +104,78 @@ class EDGAN(MethodAdapter):
         m = self.modules
         return {"ED": [*m["E"].parameters(), *m["Dec"].parameters()], "D": list(m["D"].parameters())}
 
+    # -- the hooks a variant overrides ---------------------------------------------------------------
+    #: the optimiser groups stepped by the discriminators' losses (the others step with the generator side)
+    d_groups: ClassVar[tuple[str, ...]] = ("D",)
+
+    def condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """What the decoder and D read besides the latent and the image (None: a plain encoder-decoder)."""
+        return None
+
+    def decoder_input(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """What the decoder (and ED//GAN's G) reads: the latent itself here."""
+        return z
+
+    def critic(self, c: torch.Tensor | None) -> Callable[[torch.Tensor], DOutput]:
+        """D bound to the condition ``c`` (``AdvTerms.critic``): here D sees the image alone."""
+        return self._critic
+
     # -- the forward pass of a variant --------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named outputs for a batch of inputs; ``y`` is what D judges."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Named outputs for a batch of inputs; ``y`` is what D judges, ``z`` the latent."""
         with self.ctx.autocast():
-            y_rec = self.modules["Dec"](self.modules["E"](x))
-        return {"y": y_rec, "y_rec": y_rec}
+            z = self.modules["E"](x)
+            y_rec = self.modules["Dec"](self.decoder_input(z, c))
+        return {"y": y_rec, "y_rec": y_rec, "z": z}
 
     def _critic(self, v: torch.Tensor) -> DOutput:
         with self.ctx.autocast():
             return DOutput.wrap(self.modules["D"](v))
 
+    # -- the losses ---------------------------------------------------------------------------------
+    def d_objective(self, out: dict[str, torch.Tensor], y: torch.Tensor, c: torch.Tensor | None, step: int
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The discriminators' loss (one scalar: their parameters are disjoint) and its logs."""
+        critic, fake = self.critic(c), out["y"].detach()
+        loss_d = self.loss.d_loss(AdvTerms(critic, y, fake, critic(y), critic(fake)))
+        return loss_d, {"loss_D": loss_d.detach()}
+
+    def g_objective(self, out: dict[str, torch.Tensor], y: torch.Tensor, c: torch.Tensor | None, step: int
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator side's loss and its parts (logged as ``loss_G_<part>``)."""
+        o, critic = self.options, self.critic(c)
+        adv = self.loss.g_loss(AdvTerms(critic, y, out["y"], None, critic(out["y"])))
+        rec = (out["y_rec"].float() - y.float()).abs().mean()
+        return o.lambda_rec * rec + o.lambda_adv * adv, {"gan": adv, "l1": rec}
+
     def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
-        o = self.options
-        x, y = self.task.x(batch), self.task.y(batch)
+        x, y, c = self.task.x(batch), self.task.y(batch), self.condition(batch)
         with torch.set_grad_enabled(update_g):
-            out = self.forward(x)
-        fake = out["y"]
-        t = AdvTerms(self._critic, y, fake.detach(), self._critic(y), self._critic(fake.detach()))
-        loss_d = self.loss.d_loss(t)
-        opt_d = self.optimizers["D"]
-        opt_d.zero_grad(set_to_none=True)
+            out = self.forward(x, c)
+        loss_d, logs = self.d_objective(out, y, c, step)
+        d_opts = [self.optimizers[k] for k in self.d_groups]
+        for opt in d_opts:
+            opt.zero_grad(set_to_none=True)
         loss_d.backward()
-        opt_d.step()
-        logs = {"loss_D": loss_d.detach()}
+        for opt in d_opts:
+            opt.step()
         if update_g:
-            with frozen(self.modules["D"]):
-                adv = self.loss.g_loss(AdvTerms(self._critic, y, fake, None, self._critic(fake)))
-                rec = (out["y_rec"].float() - y.float()).abs().mean()
-                loss = o.lambda_rec * rec + o.lambda_adv * adv
-                for name, opt in self.optimizers.items():
-                    if name != "D":
-                        opt.zero_grad(set_to_none=True)
+            g_opts = [opt for name, opt in self.optimizers.items() if name not in self.d_groups]
+            with frozen(*(self.modules[k] for k in self.d_groups)):
+                loss, parts = self.g_objective(out, y, c, step)
+                for opt in g_opts:
+                    opt.zero_grad(set_to_none=True)
                 loss.backward()
-            for name, opt in self.optimizers.items():
-                if name != "D":
-                    opt.step()
-            logs.update(loss_G=loss.detach(), loss_G_gan=adv.detach(), loss_G_l1=rec.detach())
+            for opt in g_opts:
+                opt.step()
+            logs.update(loss_G=loss.detach(), **{f"loss_G_{k}": v.detach() for k, v in parts.items()})
         return logs
 
     @torch.no_grad()
     def generate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         self.train(False)
         try:
-            out = self.forward(self.task.x(batch))
+            out = self.forward(self.task.x(batch), self.condition(batch))
         finally:
             self.train(True)
         return {k: v.float() for k, v in out.items() if k in self.outputs}
@@ -161,11 +193,12 @@ class EDParGAN(EDGAN):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {**super().parameter_groups(), "G": list(self.modules["G"].parameters())}
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         m = self.modules
         with self.ctx.autocast():
             z = m["E"](x)
-            y_rec = m["Dec"](z)
-            y_gan = m["G"](z.detach())
+            h = self.decoder_input(z, c)
+            y_rec = m["Dec"](h)
+            y_gan = m["G"](h.detach())
         # the adversarial path sees the reconstruction as a constant: no adversarial gradient reaches Enc/Dec
-        return {"y_rec": y_rec, "y_gan": y_gan, "y": y_rec.detach() + y_gan}
+        return {"y_rec": y_rec, "y_gan": y_gan, "y": y_rec.detach() + y_gan, "z": z}

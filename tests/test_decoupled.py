@@ -12,6 +12,7 @@ from bench.data.mnist import INFO as MNIST
 from bench.errors import ConfigError
 from bench.registry import TASKS
 from methods.generators.conv_ae import ConvCritic, ConvDecoder, ConvEncoder
+from adapter_helpers import touched
 
 TASK = TASKS.get("autoencode-digits").bind(MNIST)
 CTX = TrainContext(torch.device("cpu"), image_size=32)
@@ -29,15 +30,6 @@ def _adapter(method: str, **options):
     return build_method(method, {**SMALL, **options}, TASK, CTX, image_size=32)
 
 
-def _touched(ad, loss: torch.Tensor) -> set[str]:
-    """The slots whose parameters get a non-zero gradient from ``loss``."""
-    for m in ad.modules.values():
-        m.zero_grad(set_to_none=True)
-    loss.backward(retain_graph=True)
-    return {name for name, m in ad.modules.items()
-            if any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())}
-
-
 def _losses(ad, batch):
     y = ad.task.y(batch)
     out = ad.forward(ad.task.x(batch))
@@ -49,15 +41,15 @@ def _losses(ad, batch):
 def test_ed_par_gan_decouples_the_losses():
     ad = _adapter("ed-par-gan")
     rec, adv = _losses(ad, _batch())
-    assert _touched(ad, rec) == {"E", "Dec"}           # L1 reaches no parameter of G (nor D)
-    assert _touched(ad, adv) == {"G", "D"}             # adversarial: G (and D through the critic), never E / Dec
+    assert touched(ad, rec) == {"E", "Dec"}           # L1 reaches no parameter of G (nor D)
+    assert touched(ad, adv) == {"G", "D"}             # adversarial: G (and D through the critic), never E / Dec
 
 
 def test_ed_gan_couples_the_losses_in_the_decoder():
     ad = _adapter("ed-gan")
     rec, adv = _losses(ad, _batch())
-    assert _touched(ad, rec) == {"E", "Dec"}
-    assert {"E", "Dec"} <= _touched(ad, adv)           # the decoder (and encoder) get both
+    assert touched(ad, rec) == {"E", "Dec"}
+    assert {"E", "Dec"} <= touched(ad, adv)           # the decoder (and encoder) get both
 
 
 def test_train_step_moves_only_what_each_loss_may_move():
@@ -147,8 +139,8 @@ def test_pix2pix_par_decouples_the_two_unets():
     rec = (out["y_rec"] - y).abs().mean()
     critic = ad._critic(x)
     adv = ad.loss.g_loss(AdvTerms(critic, y, out["y"], None, critic(out["y"])))
-    assert _touched(ad, rec) == {"G"}
-    assert _touched(ad, adv) == {"G_gan", "D"}
+    assert touched(ad, rec) == {"G"}
+    assert touched(ad, adv) == {"G_gan", "D"}
     sample = ad.sample(FromBatch(batch))
     assert list(sample) == ["y_rec", "y_gan", "y"]
     torch.testing.assert_close(sample["y"], sample["y_rec"] + sample["y_gan"])

@@ -10,3 +10,4 @@ DISCRIMINATORS.register("projection-sn", "methods.discriminators.projection:Proj
 DISCRIMINATORS.register("vgg16-fusion-sn", "methods.discriminators.vgg16_fusion:VGG16FusionSN")
 DISCRIMINATORS.register("class-heads", "methods.discriminators.class_heads:ClassHeadD")
 DISCRIMINATORS.register("conv-critic", "methods.generators.conv_ae:ConvCritic")
+DISCRIMINATORS.register("mlp-critic", "methods.discriminators.mlp:MLPCritic")
