@@ -22,10 +22,18 @@ Options (``[metric_options.segmenter-score]``):
 
 Keys: ``pixel_acc``, ``mean_class_acc``, ``mean_iou`` (higher is better), from the confusion
 matrix of ``metrics.segmentation`` (ignore-index pixels of the labels are not counted).
+
+Each batch's confusion matrix is cached under ``<cache_dir>/segmenter-score/`` by the content of what was
+scored (the images' and labels' bytes) and the segmenter's protocol: the oracle row (the real photos, the same
+in every run of a suite) is segmented once, and re-scoring a checkpoint costs no segmenter pass. A cache entry
+that cannot be read is recomputed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from typing import Any
 
 import torch
@@ -35,6 +43,9 @@ from bench.registry import METRICS
 from metrics.base import ScoreContext, Scorer
 from metrics.segmentation import class_average_option, class_average_protocol, confusion_matrix, scores
 from metrics.segmenters import IGNORE, build_segmenter, check_segmenter, default_segmenter
+
+log = logging.getLogger(__name__)
+CACHE_FOLDER = "segmenter-score"
 
 
 @METRICS.register("segmenter-score")
@@ -75,15 +86,52 @@ class SegmenterScorer(Scorer):
         if pred.ndim != 4 or pred.shape[1] != 3:
             raise MetricError("segmenter-score expects generated RGB images (N, 3, H, W); "
                               f"got {tuple(pred.shape)}")
+        path = self._cache_path(pred, target)
+        cm = self._cached(path)
+        if cm is None:
+            cm = self._batch_confusion(pred, target)
+            self._store(path, cm)
+        self.cm = cm if self.cm is None else self.cm + cm.to(self.cm.device)
+        self.num_images += len(pred)
+
+    def _batch_confusion(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         labels = self.segmenter.predict(pred, size=tuple(target.shape[-2:]))
         target = target.to(labels.device)
         abstain = labels == IGNORE          # the segmenter declined (e.g. ESPNet void with void="ignore")
         if bool(abstain.any()):
             target = target.masked_fill(abstain, self.ignore_index)
             labels = labels.masked_fill(abstain, 0)
-        cm = confusion_matrix(labels, target, self.num_classes, self.ignore_index)
-        self.cm = cm if self.cm is None else self.cm + cm.to(self.cm.device)
-        self.num_images += len(pred)
+        return confusion_matrix(labels, target, self.num_classes, self.ignore_index).cpu()
+
+    def _cache_path(self, pred: torch.Tensor, target: torch.Tensor):
+        """Where this batch's confusion matrix is kept: a hash of the images, the labels and the protocol."""
+        h = hashlib.sha256(json.dumps(self.segmenter.protocol(), sort_keys=True, default=str).encode())
+        h.update(f"{self.num_classes}/{self.ignore_index}".encode())
+        for t in (pred, target):
+            c = t.detach().cpu().contiguous()
+            h.update(f"{c.dtype}{tuple(c.shape)}".encode())
+            h.update(c.numpy().tobytes())
+        return self.ctx.cache_dir / CACHE_FOLDER / f"cm-{h.hexdigest()[:40]}.pt"
+
+    def _cached(self, path) -> torch.Tensor | None:
+        if not path.is_file():
+            return None
+        try:
+            cm = torch.load(path, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
+            log.warning("segmenter-score cache entry %s unreadable (%s): recomputing", path.name, e)
+            return None
+        ok = isinstance(cm, torch.Tensor) and cm.shape == (self.num_classes, self.num_classes)
+        return cm if ok else None
+
+    def _store(self, path, cm: torch.Tensor) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(cm, tmp)
+            tmp.replace(path)
+        except OSError as e:                # a read-only cache costs speed, not the result
+            log.warning("segmenter-score: cannot cache to %s (%s)", path.parent, e)
 
     def compute(self) -> dict[str, float]:
         if self.cm is None or int(self.cm.sum()) == 0:

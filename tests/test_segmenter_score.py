@@ -127,3 +127,33 @@ def test_unknown_class_average_is_a_one_line_metric_error() -> None:
         with pytest.raises(MetricError, match="class_average") as err:
             build(_ctx(class_average="every"))
         assert "\n" not in str(err.value)
+
+
+def test_batches_are_cached_by_content_and_protocol(val_batch, tmp_path) -> None:
+    """The oracle row is segmented once: a second scorer on the same images, labels and protocol reads the
+    batch's confusion matrix from the cache; other images, another protocol or a damaged entry recompute."""
+    scorer_cls = METRICS.get("segmenter-score")
+
+    def scored(images, **options):
+        ctx = ScoreContext(task=_ctx().task, device=torch.device("cpu"), cache_dir=tmp_path,
+                           options={"input_size": SMALL, **options})
+        s = scorer_cls(ctx)
+        calls = []
+        real_predict = s.segmenter.predict
+        s.segmenter.predict = lambda *a, **k: calls.append(1) or real_predict(*a, **k)
+        s.update(images, val_batch)
+        return s, len(calls)
+
+    first, n1 = scored(val_batch["photo"])
+    again, n2 = scored(val_batch["photo"])
+    assert (n1, n2) == (1, 0) and torch.equal(first.cm, again.cm)
+    assert again.compute() == first.compute()
+    _, n3 = scored(val_batch["photo"].flip(-1))                 # other images
+    _, n4 = scored(val_batch["photo"], void="ignore")           # another protocol
+    assert (n3, n4) == (1, 1)
+    entries = sorted((tmp_path / "segmenter-score").glob("cm-*.pt"))
+    assert len(entries) == 3
+    for e in entries:
+        e.write_bytes(b"truncated")
+    damaged, n5 = scored(val_batch["photo"])
+    assert n5 == 1 and torch.equal(damaged.cm, first.cm)
