@@ -11,6 +11,8 @@ Unpaired tasks (CycleGAN) draw a second, independent stream the same way (seeded
 
 from __future__ import annotations
 
+import os
+
 from typing import Iterator
 
 import torch
@@ -91,12 +93,19 @@ def batch_loader(dataset: Dataset, batch_size: int, seed: int, start: int, stop:
     """
     sampler = IterationBatchSampler(len(dataset), batch_size, seed, start, stop, unpaired=bool(b_keys))
     data = UnpairedView(dataset, b_keys) if b_keys else dataset
-    return DataLoader(data, batch_sampler=sampler, num_workers=num_workers,
+    return DataLoader(data, batch_sampler=sampler, num_workers=usable_workers(num_workers),
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
 def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=usable_workers(num_workers))
+
+
+def usable_workers(asked: int) -> int:
+    """A profile's worker count, at most the machine's cores (a GPU profile's 8 workers on a 2-core box only
+    add processes: loading with 2 workers was already slower than with none there; test_bench_data_loading)."""
+    return max(0, min(int(asked), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else (os.cpu_count() or 1)))
 
 
 def jitter(batch: dict[str, torch.Tensor], size: int, seed: int, it: int, flip: bool = True) -> dict[str, torch.Tensor]:

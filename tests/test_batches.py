@@ -48,3 +48,11 @@ def test_scalar_log_drops_rows_after_the_resume_step(tmp_path):
     log.close()
     lines = (tmp_path / "scalars.csv").read_text().splitlines()
     assert lines == ["step,loss_D", "10,10.0", "20,20.0", "30,3.0"]
+
+
+def test_worker_count_is_capped_at_the_cores(monkeypatch) -> None:
+    import os
+
+    from bench.batches import usable_workers
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert [usable_workers(n) for n in (0, 1, 2, 8)] == [0, 1, 2, 2]
