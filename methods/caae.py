@@ -29,8 +29,11 @@ Adaptations (listed in ``leaderboards/decoupled-table5.toml``):
 - the networks are the decoupled paper's Table 1 nets (``conv-encoder``, ``conv-decoder``, ``conv-critic``;
   CAAE's decoder adds two stride-1 deconvs, its image D is 16-32-64-128 + FC 1024); D_z is CAAE's
   (``mlp-critic``: 64-32-16, batch norm, ReLU);
-- ``lambda_z``: CAAE's code weighs the latent-adversarial term 0 by default (D_z trains but never reaches
-  E; image-adversarial 1e-4, total variation 0); 1e-2 here is an assumption that lets D_z act.
+- ``lambda_z`` defaults to 0, as both codes the paper's Table 5 comes from: CAAE's (``weigts=(0.0001, 0, 0)``:
+  image-adversarial 1e-4, latent-adversarial 0, total variation 0) and the decoupled authors' CAAE adaptation
+  (``Adapt_CAAE/ResLearn.py`` builds the encoder's latent-adversarial optimiser but never runs it). D_z still
+  trains; set ``lambda_z > 0`` for the CAAE paper's written objective, where the prior reaches E.
+- the authors' adaptation steps the residual generator G twice per batch; ``caae-par`` steps it once.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class CAAEOptions(DecoupledOptions):
     """ED+GAN / ED//GAN options plus CAAE's latent-adversarial and total-variation weights."""
 
     lambda_adv: float = 1e-4          # caae: weight of the image-adversarial term (CAAE's code); caae-par: G's scale
-    lambda_z: float = 1e-2            # weight of the latent-adversarial term on E (assumption; CAAE's code: 0)
+    lambda_z: float = 0.0             # weight of the latent-adversarial term on E (0: both authors' codes)
     lambda_tv: float = 0.0            # total variation of the output y (CAAE's code: 0)
     norm: str = "none"                # in E, Dec (and G): CAAE's encoder and generator have no batch norm
 

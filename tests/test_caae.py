@@ -197,3 +197,30 @@ def test_table5_suite_smoke(tmp_path: Path):
     claims = pd.read_csv(out / "claims.csv")
     assert len(claims) == 1 and set(claims["verdict"]) <= {"not separated", "reproduced", "reversed"}
     assert (out / "runs" / "ed-gan" / "seed0" / "age2face" / "samples.png").is_file()
+
+
+def _grads(ad, loss) -> list[torch.Tensor]:
+    for m in ad.modules.values():
+        m.zero_grad(set_to_none=True)
+    loss.backward(retain_graph=True)
+    return [p.grad.clone() for p in ad.modules["E"].parameters()]
+
+
+@pytest.mark.parametrize("method", ["caae", "caae-par"])
+def test_by_default_the_latent_critic_trains_but_never_reaches_the_encoder(method: str):
+    """As both authors' codes (CAAE's weights 1e-4 / 0 / 0; Adapt_CAAE never runs the encoder's latent
+    optimiser): E's gradient from the generator-side loss is that of L1 (+ the image term) alone."""
+    batch = _batch()
+    ad = _adapter(method)
+    with frozen(ad.modules["D"], ad.modules["D_z"]):
+        out = ad.forward(ad.task.x(batch), ad.condition(batch))
+        loss, parts = ad.g_objective(out, ad.task.y(batch), ad.condition(batch), 0)
+        image = ad.options.lambda_adv * parts["gan"] if method == "caae" else 0  # caae-par: the image term is G's
+        without_z = ad.options.lambda_rec * parts["l1"] + image
+        for a, b in zip(_grads(ad, loss), _grads(ad, without_z)):
+            torch.testing.assert_close(a, b)
+    ad = _adapter(method, lambda_z=0.5)                              # the CAAE paper's written objective
+    with frozen(ad.modules["D"], ad.modules["D_z"]):
+        out = ad.forward(ad.task.x(batch), ad.condition(batch))
+        loss, parts = ad.g_objective(out, ad.task.y(batch), ad.condition(batch), 0)
+        assert any((a - b).abs().max() > 1e-8 for a, b in zip(_grads(ad, loss), _grads(ad, loss - 0.5 * parts["z"])))
