@@ -111,7 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = _out(args.out, suite.name)
     report = run_suite(suite, out, profile=args.profile, rows=rows, seeds=_seeds(args.seeds),
                        device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
-                       force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard)
+                       force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard,
+                       jobs=args.jobs)
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
           f"in {report.seconds:.0f} s")
     for f in report.failed:
@@ -326,6 +327,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force-resume", action="store_true",
                    help="resume even where a run's checkpoint was made with another configuration")
     s.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact on CPU)")
+    s.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train and score N runs at once in worker processes, each with threads / N torch threads "
+                        "(small models use threads poorly: two 1-thread jobs on 2 cores do more than one 2-thread job)")
     common(s)
     s.set_defaults(func=cmd_run)
 

@@ -171,6 +171,20 @@ def run_joint(suite: "Suite", out: Path, store: "ResultStore", runs: list[tuple[
     return failed
 
 
+def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any]):
+    """Each spec's (status, checkpoint): in this process one after the other, or in ``jobs`` workers."""
+    if jobs > 1 and len(specs) > 1:
+        from bench.jobs import run_parallel
+
+        def died(spec: RunSpec, reason: str) -> None:
+            store.append([record(spec, "run", None, "", "", "failed", reason)])
+        yield from run_parallel(run_one, specs, out, store.path, jobs=min(jobs, len(specs)), on_death=died, **opts)
+        return
+    for i, spec in enumerate(specs, 1):
+        log.info("[%d/%d] %s | %s | seed %d", i, len(specs), spec.row, spec.task, spec.seed)
+        yield run_one(spec, out, store, **opts)
+
+
 @RUNNERS.register("train-score")
 class TrainScoreRunner:
     """Train and score every row x task x seed; then the joint metrics of each seed's models."""
@@ -203,15 +217,14 @@ class TrainScoreRunner:
     @staticmethod
     def run(suite: "Suite", out: Path, store: "ResultStore", *, profile: str, rows: list[str] | None,
             seeds: list[int], device: torch.device, deterministic: bool, resume: bool, progress: bool,
-            force_resume: bool = False, **_: Any) -> tuple[int, int, list[str]]:
+            force_resume: bool = False, jobs: int = 1, **_: Any) -> tuple[int, int, list[str]]:
         specs = expand(suite, profile, rows, seeds)
         ran = skipped = 0
         failed: list[str] = []
         trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]] = defaultdict(list)
-        for i, spec in enumerate(specs, 1):
-            log.info("[%d/%d] %s | %s | seed %d", i, len(specs), spec.row, spec.task, spec.seed)
-            status, checkpoint = run_one(spec, out, store, device=device, deterministic=deterministic,
-                                         resume=resume, progress=progress, force_resume=force_resume)
+        opts = dict(device=device, deterministic=deterministic, resume=resume, progress=progress,
+                    force_resume=force_resume)
+        for spec, (status, checkpoint) in zip(specs, _outcomes(specs, out, store, jobs, opts)):
             if status == "skipped":
                 skipped += 1
             else:

@@ -61,8 +61,10 @@ def holds_results(out: Path) -> bool:
 def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: list[str] | None = None,
               seeds: list[int] | None = None, device: torch.device, deterministic: bool = False,
               resume: bool = False, progress: bool = True, force_resume: bool = False,
-              leaderboard: LeaderboardWriter | None = None) -> SuiteReport:
+              leaderboard: LeaderboardWriter | None = None, jobs: int = 1) -> SuiteReport:
     out = Path(out)
+    if int(jobs) < 1:
+        raise ConfigError(f"--jobs must be at least 1, not {jobs}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     pname = profile or suite.suite.default_profile
@@ -85,7 +87,7 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
         started, t0 = datetime.now(timezone.utc), time.perf_counter()
         report.ran, report.skipped, report.failed = runner.run(
             suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device, deterministic=deterministic,
-            resume=resume, progress=progress, force_resume=force_resume)
+            resume=resume, progress=progress, force_resume=force_resume, jobs=int(jobs))
         report.seconds = time.perf_counter() - t0
         if leaderboard is not None:
             report.leaderboard = leaderboard(suite, store, out, pname)
