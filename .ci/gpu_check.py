@@ -17,8 +17,9 @@ skipped with that reason, one that fails is recorded and the next one runs):
 ``confusion``    the segmentation confusion matrix in Gpx/s.
 ``fusion_row``   one fusion-table row (fusion-table1, "4-Layer Fusion + SN") at the ``gpu-check`` profile.
 ``compile``      the pix2pix step again with ``torch.compile`` (ours and the reference), batch 8.
-``short``        a suite's short profile with the time that is left (default: cagan-vs-acgan, 1 seed); a run cut
-                 short keeps what it finished (``bench run --resume`` continues it).
+``short``        a suite's short profile with the time that is left (default: cagan-vs-acgan, 1 seed, its rows
+                 in ``--short-jobs`` worker processes at once: one small run leaves the GPU idle between kernel
+                 launches); a run cut short keeps what it finished (``bench run --resume`` continues it).
 
 Writes ``gpu_check.json`` (everything), ``gpu_check.md`` (the summary) and ``gpu_check.log`` to ``--out``
 after every section, and ``runs.tar.gz`` (the bench runs' leaderboards and curves, no checkpoints).
@@ -400,10 +401,10 @@ def section_fusion_row(check: Check, dev: Any, work: Path) -> dict[str, Any]:
     return res
 
 
-def section_short(check: Check, dev: Any, work: Path, suite: str) -> dict[str, Any]:
-    profile = "smoke" if check.dry else "short"
-    return bench_run(check, [suite, "--profile", profile, "--seeds", "1", "--device", str(dev.type)],
-                     work / suite, timeout=max(10, check.left() - 10))
+def section_short(check: Check, dev: Any, work: Path, suite: str, jobs: int = 3) -> dict[str, Any]:
+    profile, jobs = ("smoke", 1) if check.dry else ("short", jobs)
+    return bench_run(check, [suite, "--profile", profile, "--seeds", "1", "--jobs", str(jobs),
+                             "--device", str(dev.type)], work / suite, timeout=max(10, check.left() - 10))
 
 
 def pack_runs(work: Path, dest: Path) -> None:
@@ -468,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", help=f"pytorch-CycleGAN-and-pix2pix checkout (default: ${REF_ENV})")
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of: " + ", ".join(SECTIONS))
     ap.add_argument("--short-suite", default="cagan-vs-acgan", help="the suite whose short profile ends the check")
+    ap.add_argument("--short-jobs", type=int, default=3, help="runs of the short profile at once (bench run --jobs)")
     a = ap.parse_args(argv)
     wanted = [x.strip() for x in a.sections.split(",") if x.strip()]
     if bad := [x for x in wanted if x not in SECTIONS]:
@@ -492,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         "confusion": (lambda: section_confusion(check, dev), 2),
         "fusion_row": (lambda: section_fusion_row(check, dev, work), 60),
         "compile": (lambda: section_step(check, dev, a.ref, compiled=True), 120),
-        "short": (lambda: section_short(check, dev, work, a.short_suite), 30),
+        "short": (lambda: section_short(check, dev, work, a.short_suite, a.short_jobs), 30),
     }
     for name in SECTIONS:
         if name in wanted:
