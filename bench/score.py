@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import torch
-from tqdm.auto import tqdm
 
 from bench import checkpoint as ckpt
 from bench import failpoints
@@ -26,6 +25,7 @@ from bench.build import bind_task, build_adapter, build_dataset, train_context
 from bench.contracts import FromBatch, FromPrior, MethodAdapter, ScoreContext, derive_seed, scorer_feed
 from bench.data.paths import cache_dir
 from bench.errors import MetricError
+from bench.progress import bar as progress_bar
 from bench.provenance import protocol_hash
 from bench.registry import METHODS, METRICS
 from bench.runspec import RunSpec
@@ -128,8 +128,8 @@ def test_batches(spec: RunSpec, device: torch.device, desc: str, progress: bool
     loader = eval_loader(data, prof.eval_batch_size, prof.num_workers)
 
     def it() -> Iterator[tuple[int, dict[str, Any]]]:
-        for i, batch in enumerate(tqdm(loader, disable=not progress, leave=False, desc=desc, unit="batch",
-                                       dynamic_ncols=True)):
+        for i, batch in enumerate(progress_bar(loader, disable=not progress, leave=False, desc=desc, unit="batch",
+                                                dynamic_ncols=True)):
             yield i, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     return data, task, it()
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from bench import checkpoint as ckpt
 from bench import failpoints
 from bench.batches import batch_loader, jitter
 from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
 from bench.errors import ConfigError, DivergenceError
+from bench.progress import bar as progress_bar
 from bench.provenance import code_version, git_commit, protocol_hash, versions
 from bench.registry import loaded_plugins
 from bench.runspec import RunSpec
@@ -152,8 +152,8 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     batches = iter(loader)               # draws torch's worker seed: before the RNG is restored
     if loaded is not None:
         loaded.restore_rng()
-    bar = tqdm(total=prof.steps, initial=start, disable=not progress, leave=False,
-               desc=f"{spec.row} | {spec.task} | seed {spec.seed}", unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=prof.steps, initial=start, disable=not progress, leave=False,
+                       desc=f"{spec.row} | {spec.task} | seed {spec.seed}", unit="step", dynamic_ncols=True)
     step, last_ckpt = start, None
     adapter.train(True)
     try:
