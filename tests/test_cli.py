@@ -89,5 +89,8 @@ def test_publish_copies_what_people_look_at_and_how_it_was_made(tmp_path):
     assert {p.name for p in dest.iterdir()} >= {"leaderboard.md", "leaderboard.csv", "results.sqlite", "RUN.md"}
     notes = (dest / "RUN.md").read_text()
     assert "bench run nrds-toy --seeds 1 --out OUT --no-progress" in notes and str(out) not in notes
+    curves = dest / "joint" / "points__nrds_curves.png"            # the NRDS curves people look at, linked
+    assert curves.read_bytes() == (out / "joint" / "seed0" / "points" / "nrds_curves.png").read_bytes()
+    assert "](joint/points__nrds_curves.png)" in (dest / "leaderboard.md").read_text()
     r = bench("publish", str(tmp_path / "nothing"), "--dest", str(dest))
     assert r.returncode == 2 and "no leaderboard.md" in r.stderr and (dest / "RUN.md").is_file()
