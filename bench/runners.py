@@ -141,8 +141,8 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
     return "ok", checkpoint
 
 
-def run_joint(suite: "Suite", out: Path, store: "ResultStore", runs: list[tuple[RunSpec, Path]], *,
-              device: torch.device, resume: bool, progress: bool) -> list[str]:
+def run_joint(runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore", *,
+              device: torch.device, resume: bool, progress: bool, **_: Any) -> list[str]:
     """Score the joint metrics of one (seed, task) over its models; returns the failures."""
     failed = []
     for e in joint_entries(runs[0][0]):
@@ -176,13 +176,32 @@ def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", jobs: int, 
     if jobs > 1 and len(specs) > 1:
         from bench.jobs import run_parallel
 
-        def died(spec: RunSpec, reason: str) -> None:
+        def died(spec: RunSpec, reason: str) -> tuple[str, None]:
             store.append([record(spec, "run", None, "", "", "failed", reason)])
-        yield from run_parallel(run_one, specs, out, store.path, jobs=min(jobs, len(specs)), on_death=died, **opts)
+            return "failed", None
+        yield from run_parallel(run_one, specs, out, store.path, jobs=jobs, on_death=died,
+                                describe=lambda s: f"{s.row} | {s.task} | seed {s.seed}", **opts)
         return
     for i, spec in enumerate(specs, 1):
         log.info("[%d/%d] %s | %s | seed %d", i, len(specs), spec.row, spec.task, spec.seed)
         yield run_one(spec, out, store, **opts)
+
+
+def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultStore", jobs: int,
+            opts: dict[str, Any]):
+    """The joint metrics of each (seed, task) group, their failures: here, or in ``jobs`` workers."""
+    if jobs > 1 and len(groups) > 1:
+        from bench.jobs import run_parallel
+
+        def died(runs: list[tuple[RunSpec, Path]], reason: str) -> list[str]:
+            spec = runs[0][0]
+            store.append([record(s, "joint", None, "", "", "failed", reason) for s, _ in runs])
+            return [f"joint metrics | {spec.task} | seed {spec.seed}"]
+        yield from run_parallel(run_joint, groups, out, store.path, jobs=jobs, on_death=died,
+                                describe=lambda r: f"joint metrics | {r[0][0].task} | seed {r[0][0].seed}", **opts)
+        return
+    for runs in groups:
+        yield run_joint(runs, out, store, **opts)
 
 
 @RUNNERS.register("train-score")
@@ -233,6 +252,6 @@ class TrainScoreRunner:
                 failed.append(f"{spec.row} | {spec.task} | seed {spec.seed}")
             elif spec.kind == "model" and checkpoint is not None:
                 trained[(spec.seed, spec.task)].append((spec, checkpoint))
-        for runs in trained.values():
-            failed += run_joint(suite, out, store, runs, device=device, resume=resume, progress=progress)
+        for fails in _joints(list(trained.values()), out, store, jobs, opts):
+            failed += fails
         return ran, skipped, failed
