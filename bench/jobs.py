@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable
@@ -37,8 +40,9 @@ def threads_per_job(jobs: int, threads: int | None = None) -> int:
 
 
 def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dict[str, Any], plugins: list[str],
-            threads: int, log_level: int, what: str, conn) -> None:
+            threads: int, log_level: int, what: str, conn, parent: int | None = None) -> None:
     """One item in a fresh process: load the registries, run ``fn`` on it, send the result back."""
+    _exit_with_parent(os.getppid() if parent is None else parent)
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s [job %(process)d]: %(message)s")
     torch.set_num_threads(threads)
     progress.set_enabled(False)             # N interleaved bars help no one; the caller shows one over runs
@@ -50,6 +54,20 @@ def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dic
     log.info("start %s", what)
     conn.send(fn(item, Path(out), ResultStore(store), **kwargs))
     conn.close()
+
+
+def _exit_with_parent(parent: int, poll_s: float = 2.0) -> None:
+    """End this worker when ``parent``, the process that started it, is gone (killed by SIGTERM or SIGKILL, so
+    that its own clean-up never ran; maybe before this worker got here): an orphaned worker would go on
+    writing into a folder nobody holds the lock of."""
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+    threading.Thread(target=watch, name="bench-job-parent-watch", daemon=True).start()
 
 
 def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, *, jobs: int,
@@ -75,7 +93,7 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_worker, name=f"bench-job-{i}",
                                    args=(fn, items[i], str(out), str(store), kwargs, plugins, threads, level,
-                                         describe(items[i]), send))
+                                         describe(items[i]), send, os.getpid()))
                 proc.start()
                 send.close()
                 running[proc.sentinel] = (proc, recv, i)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from bench.jobs import threads_per_job
 from bench.results import ResultStore
@@ -52,3 +53,50 @@ def test_jobs_below_one_is_a_one_line_error(tmp_path: Path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["bench: error: --jobs must be at least 1, not 0"]
     assert not (tmp_path / "o" / "results.sqlite").exists()
+
+
+@pytest.mark.parametrize("at_work", [False, True])    # killed while the worker starts / while it runs its item
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path, at_work: bool):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time, multiprocessing\n"
+        "from bench.jobs import _worker\n"
+        "def nap(item, out, store):\n"
+        "    (out / 'napping').touch()\n"
+        "    time.sleep(600)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = multiprocessing.get_context('spawn')\n"
+        "    r, w = ctx.Pipe(duplex=False)\n"
+        "    p = ctx.Process(target=_worker, args=(nap, 0, sys.argv[1], sys.argv[1] + '/r.sqlite', {}, [], 1, 30,\n"
+        "                                          'nap', w, os.getpid()))\n"
+        "    p.start()\n"
+        "    print(p.pid, flush=True)\n"
+        "    time.sleep(600)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + str(tmp_path)}
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              env=env, cwd=tmp_path)
+    child = int(parent.stdout.readline())
+    for _ in range(120 if at_work else 0):
+        if (tmp_path / "napping").exists():
+            break
+        time.sleep(0.5)
+    assert (tmp_path / "napping").exists() == at_work
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    def alive() -> bool:                          # a zombie (ended, not yet reaped by its new parent) is gone
+        try:
+            return Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    for _ in range(60):                           # the watchdog polls every 2 s
+        if not alive():
+            break
+        time.sleep(0.5)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the worker outlived its killed parent by 30 s")
