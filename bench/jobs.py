@@ -40,9 +40,9 @@ def threads_per_job(jobs: int, threads: int | None = None) -> int:
 
 
 def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dict[str, Any], plugins: list[str],
-            threads: int, log_level: int, what: str, conn, parent: int | None = None) -> None:
+            threads: int, log_level: int, what: str, conn, parent: int) -> None:
     """One item in a fresh process: load the registries, run ``fn`` on it, send the result back."""
-    _exit_with_parent(os.getppid() if parent is None else parent)
+    _exit_with_parent(parent)
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s [job %(process)d]: %(message)s")
     torch.set_num_threads(threads)
     progress.set_enabled(False)             # N interleaved bars help no one; the caller shows one over runs
