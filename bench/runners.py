@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -171,37 +171,37 @@ def run_joint(runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore",
     return failed
 
 
-def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any]):
-    """Each spec's (status, checkpoint): in this process one after the other, or in ``jobs`` workers."""
-    if jobs > 1 and len(specs) > 1:
+def _each(fn, items: list[Any], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any], *,
+          describe: Callable[[Any], str], on_death: Callable[[Any, str], Any]):
+    """``fn(item, out, store, **opts)`` for each item: in this process one after the other, or in ``jobs``
+    worker processes (:mod:`bench.jobs`), where an item whose worker died gets ``on_death(item, reason)``."""
+    if jobs > 1 and len(items) > 1:
         from bench.jobs import run_parallel
-
-        def died(spec: RunSpec, reason: str) -> tuple[str, None]:
-            store.append([record(spec, "run", None, "", "", "failed", reason)])
-            return "failed", None
-        yield from run_parallel(run_one, specs, out, store.path, jobs=jobs, on_death=died,
-                                describe=lambda s: f"{s.row} | {s.task} | seed {s.seed}", **opts)
+        yield from run_parallel(fn, items, out, store.path, jobs=jobs, on_death=on_death, describe=describe,
+                                **opts)
         return
-    for i, spec in enumerate(specs, 1):
-        log.info("[%d/%d] %s | %s | seed %d", i, len(specs), spec.row, spec.task, spec.seed)
-        yield run_one(spec, out, store, **opts)
+    for i, item in enumerate(items, 1):
+        log.info("[%d/%d] %s", i, len(items), describe(item))
+        yield fn(item, out, store, **opts)
+
+
+def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any]):
+    """Each spec's (status, checkpoint)."""
+    def died(spec: RunSpec, reason: str) -> tuple[str, None]:
+        store.append([record(spec, "run", None, "", "", "failed", reason)])
+        return "failed", None
+    return _each(run_one, specs, out, store, jobs, opts, on_death=died,
+                 describe=lambda s: f"{s.row} | {s.task} | seed {s.seed}")
 
 
 def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultStore", jobs: int,
             opts: dict[str, Any]):
-    """The joint metrics of each (seed, task) group, their failures: here, or in ``jobs`` workers."""
-    if jobs > 1 and len(groups) > 1:
-        from bench.jobs import run_parallel
-
-        def died(runs: list[tuple[RunSpec, Path]], reason: str) -> list[str]:
-            spec = runs[0][0]
-            store.append([record(s, "joint", None, "", "", "failed", reason) for s, _ in runs])
-            return [f"joint metrics | {spec.task} | seed {spec.seed}"]
-        yield from run_parallel(run_joint, groups, out, store.path, jobs=jobs, on_death=died,
-                                describe=lambda r: f"joint metrics | {r[0][0].task} | seed {r[0][0].seed}", **opts)
-        return
-    for runs in groups:
-        yield run_joint(runs, out, store, **opts)
+    """The failures of each (seed, task) group's joint metrics."""
+    def died(runs: list[tuple[RunSpec, Path]], reason: str) -> list[str]:
+        store.append([record(s, "joint", None, "", "", "failed", reason) for s, _ in runs])
+        return [f"joint metrics | {runs[0][0].task} | seed {runs[0][0].seed}"]
+    return _each(run_joint, groups, out, store, jobs, opts, on_death=died,
+                 describe=lambda r: f"joint metrics | {r[0][0].task} | seed {r[0][0].seed}")
 
 
 @RUNNERS.register("train-score")
