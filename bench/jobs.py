@@ -33,6 +33,7 @@ from bench import progress
 
 log = logging.getLogger(__name__)
 
+
 def threads_per_job(jobs: int, threads: int | None = None) -> int:
     """Torch threads for each of ``jobs`` workers sharing this process's ``threads`` (at least 1)."""
     threads = torch.get_num_threads() if threads is None else threads

@@ -171,7 +171,15 @@ def run_joint(runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore",
     return failed
 
 
-def _each(fn, items: list[Any], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any], *,
+def _label(spec: RunSpec) -> str:
+    return f"{spec.row} | {spec.task} | seed {spec.seed}"
+
+
+def _joint_label(runs: list[tuple[RunSpec, Path]]) -> str:
+    return f"joint metrics | {runs[0][0].task} | seed {runs[0][0].seed}"
+
+
+def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any], *,
           describe: Callable[[Any], str], on_death: Callable[[Any, str], Any]):
     """``fn(item, out, store, **opts)`` for each item: in this process one after the other, or in ``jobs``
     worker processes (:mod:`bench.jobs`), where an item whose worker died gets ``on_death(item, reason)``."""
@@ -190,8 +198,7 @@ def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", jobs: int, 
     def died(spec: RunSpec, reason: str) -> tuple[str, None]:
         store.append([record(spec, "run", None, "", "", "failed", reason)])
         return "failed", None
-    return _each(run_one, specs, out, store, jobs, opts, on_death=died,
-                 describe=lambda s: f"{s.row} | {s.task} | seed {s.seed}")
+    return _each(run_one, specs, out, store, jobs, opts, on_death=died, describe=_label)
 
 
 def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultStore", jobs: int,
@@ -199,9 +206,8 @@ def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultS
     """The failures of each (seed, task) group's joint metrics."""
     def died(runs: list[tuple[RunSpec, Path]], reason: str) -> list[str]:
         store.append([record(s, "joint", None, "", "", "failed", reason) for s, _ in runs])
-        return [f"joint metrics | {runs[0][0].task} | seed {runs[0][0].seed}"]
-    return _each(run_joint, groups, out, store, jobs, opts, on_death=died,
-                 describe=lambda r: f"joint metrics | {r[0][0].task} | seed {r[0][0].seed}")
+        return [_joint_label(runs)]
+    return _each(run_joint, groups, out, store, jobs, opts, on_death=died, describe=_joint_label)
 
 
 @RUNNERS.register("train-score")
@@ -249,7 +255,7 @@ class TrainScoreRunner:
             else:
                 ran += 1
             if status == "failed":
-                failed.append(f"{spec.row} | {spec.task} | seed {spec.seed}")
+                failed.append(_label(spec))
             elif spec.kind == "model" and checkpoint is not None:
                 trained[(spec.seed, spec.task)].append((spec, checkpoint))
         for fails in _joints(list(trained.values()), out, store, jobs, opts):
