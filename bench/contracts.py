@@ -358,6 +358,9 @@ class Scorer:
     outputs: ClassVar[tuple[str, ...]] = ("image", "labels", "depth")
     #: larger is better, per key (keys derived from these with a suffix follow them)
     higher_is_better: ClassVar[tuple[str, ...]] = ()
+    #: the range a key's values can take, (lower, upper) with None for unbounded (keys derived with a
+    #: suffix follow them); intervals over seeds are clipped to it
+    ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {}
 
     def __init__(self, ctx: ScoreContext):
         self.ctx = ctx
@@ -384,6 +387,13 @@ class Scorer:
     def is_higher_better(cls, key: str) -> bool:
         base = key.split("@", 1)[0]
         return any(base == k or base.startswith(k + "_") for k in cls.higher_is_better)
+
+    @classmethod
+    def range_of(cls, key: str) -> tuple[float | None, float | None] | None:
+        """The range of ``key``'s values (the longest declared key it equals or extends), or None."""
+        base = key.split("@", 1)[0]
+        hits = [k for k in cls.ranges if base == k or base.startswith(k + "_")]
+        return tuple(cls.ranges[max(hits, key=len)]) if hits else None
 
 
 class JointScorer(Scorer):

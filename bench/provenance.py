@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -97,6 +98,17 @@ def code_version(path: str | os.PathLike | None = None) -> str:
         return __version__
     version = f"{__version__}+{commit[:SHORT_COMMIT_LEN]}"
     return version + "-dirty" if git_dirty(path) else version
+
+
+@functools.lru_cache(maxsize=1)
+def running_code_version() -> str:
+    """:func:`code_version` of this package as this process loaded it: asked of git once per process.
+
+    The code a process runs is the code it imported at start, so every record it writes carries the
+    same version; a suite with thousands of records asked git three times per record before (16-21% of
+    a smoke suite's time).
+    """
+    return code_version()
 
 
 def _dist_version(name: str) -> str | None:

@@ -25,7 +25,7 @@ from bench import checkpoint as ckpt
 from bench import failpoints
 from bench.errors import ConfigError
 from bench.failures import describe_failure
-from bench.provenance import code_version
+from bench.provenance import running_code_version
 from bench.registry import RUNNERS
 from bench.results import ResultRecord
 from bench.runspec import RunSpec, expand
@@ -49,7 +49,7 @@ def record(spec: RunSpec, metric: str, value: float | None, checkpoint: str, pha
            status: str = "ok", reason: str = "") -> ResultRecord:
     return ResultRecord(suite=spec.suite, row=spec.row, task=spec.task, seed=spec.seed, profile=spec.profile,
                         metric=metric, value=value, checkpoint=checkpoint, protocol_hash=phash,
-                        code_version=code_version(), time=_now(), status=status, reason=reason)
+                        code_version=running_code_version(), time=_now(), status=status, reason=reason)
 
 
 def _feeds_of(store: "ResultStore", recs: list[ResultRecord]) -> dict[str, str]:
@@ -128,6 +128,10 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
         log.warning("run %s / %s / seed %d failed: %s", spec.row, spec.task, spec.seed, reason)
         store.append([record(spec, "run", None, "", "", "failed", reason)])
         return "failed", None
+    for outcome, path, suffix in scored:
+        for o, why in outcome.degenerate.items():
+            log.warning("run %s / %s / seed %d%s: output '%s' is degenerate: %s (its numbers are kept, marked)",
+                        spec.row, spec.task, spec.seed, f" {suffix}" if suffix else "", o, why)
     records = []
     for outcome, path, suffix in scored:
         for h, p in outcome.protocols.items():
@@ -151,7 +155,7 @@ def run_joint(runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore",
         seed, task = runs[0][0].seed, runs[0][0].task
         art = out / "joint" / f"seed{seed}" / task
         try:
-            results = score_joint(runs, e, device=device, artifacts=art, progress=progress)
+            results, left_out = score_joint(runs, e, device=device, artifacts=art, progress=progress)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as ex:  # noqa: BLE001
@@ -162,6 +166,11 @@ def run_joint(runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore",
             continue
         for spec, checkpoint in runs:
             res = results.get(spec.row)
+            if spec.row in left_out:
+                log.warning("joint metric %s (seed %d, %s): %s left out: %s", e.name, seed, task, spec.row,
+                            left_out[spec.row])
+                store.append([record(spec, e.name, None, "", "", "failed", f"{e.name}: {left_out[spec.row]}")])
+                failed.append(f"{e.name} | {spec.row} | {task} | seed {seed}")
             if res is None:
                 continue
             for h, p in res.protocols.items():

@@ -20,6 +20,7 @@ import torch
 
 from bench import checkpoint as ckpt
 from bench import failpoints
+from bench import gates
 from bench.batches import eval_loader
 from bench.build import bind_task, build_adapter, build_dataset, train_context
 from bench.contracts import FromBatch, FromPrior, MethodAdapter, ScoreContext, derive_seed, scorer_feed
@@ -43,6 +44,7 @@ class ScoreOutcome:
     values: dict[str, float]                                  # metric key -> value
     protocol_hashes: dict[str, str]                           # metric key -> protocol hash
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)   # hash -> protocol
+    degenerate: dict[str, str] = field(default_factory=dict)  # output -> why the gate flagged it
 
 
 @dataclass
@@ -120,6 +122,23 @@ def model_outputs(adapter: MethodAdapter, task: TaskSpec, batch: dict[str, Any],
     return out
 
 
+def scored_outputs(outs: dict[str, Any], kinds: dict[str, tuple[str, str]], where: str) -> dict[str, Any]:
+    """The outputs scorers read (``kinds``: output -> (field kind, label form)) checked finite and put in
+    the saved form (:func:`bench.gates.saved_form`); other outputs as they are."""
+    out = dict(outs)
+    for name, (kind, label_output) in kinds.items():
+        if name in out:
+            gates.check_finite(name, out[name], where)
+            out[name] = gates.saved_form(out[name], kind, label_output)
+    return out
+
+
+def output_kinds(task: TaskSpec, items: list[Entry]) -> dict[str, tuple[str, str]]:
+    """Output -> (kind of the field it estimates, the task's label form) for the entries' outputs."""
+    return {e.output: (task.field(e.field).kind if e.field in task.fields else "image", task.label_output)
+            for e in items}
+
+
 def test_batches(spec: RunSpec, device: torch.device, desc: str, progress: bool
                  ) -> tuple[Any, TaskSpec, Iterator[tuple[int, dict[str, Any]]]]:
     prof = spec.profile_settings
@@ -152,7 +171,7 @@ def _protocol(spec: RunSpec, e: Entry, scorer: Any, data: Any, keys: list[str],
     return {"metric": e.name, "scorer": scorer.protocol(), "output": e.output, "field": e.field, "feed": e.feed,
             "dataset": spec.dataset, "dataset_options": spec.dataset_options, "split": "test",
             "eval_subset": prof.eval_subset, "num_samples": len(data), "image_size": prof.image_size,
-            "dtype": "float32", "row_kind": spec.kind, **sampling,
+            "dtype": "float32", "row_kind": spec.kind, "output_domain": gates.DOMAIN, **sampling,
             "higher_is_better": sorted(e.key(k) for k in keys if higher_is_better(e.cls, k))}
 
 
@@ -186,9 +205,17 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
     data, task, batches = test_batches(spec, device, f"score {spec.row} | {spec.task}", progress)
     scorers = {e.text: e.cls(_context(spec, e, task, device)) for e in mine}
     adapter = open_model(spec, checkpoint, task, device) if spec.kind == "model" else None
+    kinds = output_kinds(task, mine)
+    checks = {o: gates.OutputGate(o) for o in kinds} if adapter is not None else {}
+    fields = {e.output: e.field for e in mine}
     fed = {e.text: 0 for e in mine}
     for i, batch in batches:
-        outs = model_outputs(adapter, task, batch, i) if adapter is not None else None
+        outs = None
+        if adapter is not None:
+            outs = scored_outputs(model_outputs(adapter, task, batch, i), kinds, f"test batch {i}")
+            for o, gate in checks.items():
+                if o in outs:
+                    gate.update(outs[o], task.view(fields[o]).y(batch) if fields[o] in task.fields else None)
         for e in mine:
             s = scorers[e.text]
             if outs is not None:
@@ -222,7 +249,20 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
                                   "drop one of them from the suite's [metrics]")
             values[key] = float(v)
             hashes[key] = h
-    return ScoreOutcome(values, hashes, protocols)
+    degenerate = {}
+    if checks:
+        prof = spec.profile_settings
+        gp = gates.protocol() | {"dataset": spec.dataset, "split": "test", "eval_subset": prof.eval_subset,
+                                 "image_size": prof.image_size}
+        gh = protocol_hash(gp)
+        protocols[gh] = gp
+        for o, gate in checks.items():
+            got = gate.compute()
+            for k, v in gate.keys(got).items():
+                values[k], hashes[k] = v, gh
+            if gates.reason(got):
+                degenerate[o] = gates.reason(got)
+    return ScoreOutcome(values, hashes, protocols, degenerate)
 
 
 def joint_entries(spec: RunSpec) -> list[Entry]:
@@ -230,11 +270,12 @@ def joint_entries(spec: RunSpec) -> list[Entry]:
 
 
 def score_joint(runs: list[tuple[RunSpec, Path]], e: Entry, *, device: torch.device, artifacts: Path,
-                progress: bool = True) -> dict[str, ScoreOutcome]:
+                progress: bool = True) -> tuple[dict[str, ScoreOutcome], dict[str, str]]:
     """Score the models of ``runs`` (same task and seed; model rows with a checkpoint) together with
-    the joint scorer of entry ``e``; returns each row's values with one shared protocol hash."""
+    the joint scorer of entry ``e``; returns each row's values with one shared protocol hash, and the rows
+    left out with the reason (a model whose outputs are not finite is not scored with the others)."""
     if not runs:
-        return {}
+        return {}, {}
     first = runs[0][0]
     data, task, batches = test_batches(first, device, f"{e.name}: real samples", progress)
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -242,13 +283,22 @@ def score_joint(runs: list[tuple[RunSpec, Path]], e: Entry, *, device: torch.dev
     for _, batch in batches:
         scorer.update_real(batch)
     sampling: dict[str, Any] = {}
+    left_out: dict[str, str] = {}
     for spec, checkpoint in runs:
         _, task_r, batches = test_batches(spec, device, f"{e.name}: {spec.row}", progress)
         adapter = open_model(spec, checkpoint, task_r, device)
+        kinds = output_kinds(task_r, [e])
+        try:
+            samples = [(scored_outputs(model_outputs(adapter, task_r, batch, i), kinds, f"test batch {i}")[e.output],
+                        batch) for i, batch in batches]
+        except MetricError as ex:
+            left_out[spec.row] = str(ex)
+            continue
         sampling[spec.row] = _sampling(spec, adapter, task_r)
-        for i, batch in batches:
-            outs = model_outputs(adapter, task_r, batch, i)
-            scorer.update_model(spec.row, outs[e.output], batch)
+        for pred, batch in samples:
+            scorer.update_model(spec.row, pred, batch)
+    if not sampling:
+        return {}, left_out
     result = scorer.compute_joint()
     keys = sorted({k for v in result.values() for k in v})
     protocol = _protocol(first, e, scorer, data, keys, {"models": sorted(sampling), "sampling": sampling})
@@ -258,5 +308,4 @@ def score_joint(runs: list[tuple[RunSpec, Path]], e: Entry, *, device: torch.dev
     for row, vals in result.items():
         values = {e.key(k): float(v) for k, v in vals.items()}
         out[row] = ScoreOutcome(values, {k: h for k in values}, {h: protocol})
-    return out
-
+    return out, left_out

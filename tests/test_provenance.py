@@ -126,3 +126,19 @@ def test_file_sha256_known_vector_and_chunking(tmp_path: Path) -> None:
     e = tmp_path / "empty"
     e.write_bytes(b"")
     assert file_sha256(e) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_running_code_version_asks_git_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = provenance._git
+    monkeypatch.setattr(provenance, "_git", lambda args, cwd: calls.append(args) or real(args, cwd))
+    provenance.running_code_version.cache_clear()
+    try:
+        first = provenance.running_code_version()
+        asked = len(calls)
+        assert [provenance.running_code_version() for _ in range(50)] == [first] * 50
+        assert len(calls) == asked                       # the 50 later calls ran no git
+        calls.clear()
+        assert first == code_version() and len(calls) == asked   # and it is code_version()'s answer
+    finally:
+        provenance.running_code_version.cache_clear()
