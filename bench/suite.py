@@ -91,5 +91,5 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
         report.seconds = time.perf_counter() - t0
         if leaderboard is not None:
             report.leaderboard = leaderboard(suite, store, out, pname)
-        record_invocation(out, started, time.perf_counter() - t0, report, git_commit(), code_version())
+        record_invocation(out, started, time.perf_counter() - t0, report, git_commit(), code_version(), jobs=int(jobs))
     return report

@@ -26,6 +26,7 @@ from torch import nn
 from bench.errors import MetricError
 from bench.progress import bar as tqdm
 from metrics.base import JointScorer, ScoreContext
+from metrics.judges import judge_training, training_protocol
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,10 @@ class NRDS:
     gives every mini-batch half real, half fake (the authors' code: ``batch_size / 2`` of each per
     step; ``batch_size`` must be even); ``"none"`` trains every epoch on all real against all
     pooled samples, shuffled together (unweighted, so the fakes outnumber the real samples).
+
+    D is trained (and its curves measured) under :func:`metrics.judges.judge_training`: one thread and
+    deterministic algorithms, the RNG forked and seeded with ``seed``, so the result does not depend on
+    the caller's thread count and the caller's random state is left as it was.
     """
 
     classifier: str | Callable[[tuple[int, ...]], nn.Module] = "image"
@@ -195,10 +200,15 @@ class NRDS:
             raise MetricError(f"NRDS: the real samples hold NaN or inf ({int((~torch.isfinite(real)).sum())} "
                               "values); check the dataset")
         dev = torch.device(self.device)
+        with judge_training(self.seed, dev):      # the same curves whatever --threads / --jobs / the cores
+            curves = self._train(real, sets, dev)
+        areas = curve_areas(curves, names)
+        return NRDSResult(scores=nrds(curves, names), areas=areas.tolist(), curves=curves, names=names)
+
+    def _train(self, real: torch.Tensor, sets: list[torch.Tensor], dev: torch.device) -> np.ndarray:
+        """Train D; its curves (models, epochs). The caller seeds the RNG (D's initialisation draws from it)."""
         gen = torch.Generator().manual_seed(self.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            d = _build_classifier(self.classifier, tuple(real.shape[1:])).to(dev)
+        d = _build_classifier(self.classifier, tuple(real.shape[1:])).to(dev)
         opt = self.optimizer(list(d.parameters()))
         real, pooled = real.float(), torch.cat(sets).float()
         nr, nf = (min(len(real), len(pooled)),) * 2 if self.balance != "none" else (len(real), len(pooled))
@@ -221,8 +231,7 @@ class NRDS:
                 for m, s in enumerate(sets):
                     out = torch.cat([torch.sigmoid(d(b.float().to(dev))) for b in s.split(self.eval_batch_size)])
                     curves[m, epoch] = out.mean().item()
-        areas = curve_areas(curves, names)
-        return NRDSResult(scores=nrds(curves, names), areas=areas.tolist(), curves=curves, names=names)
+        return curves
 
 
 # -- the paper's toy example ------------------------------------------------------------------------
@@ -399,13 +408,15 @@ class NRDSScorer(JointScorer):
     batch), ``lr`` (2e-4), ``beta1`` (0.5), ``balance`` ("epoch" | "batch" | "none", default "epoch";
     see :class:`NRDS`). The classifier's seed is the run seed. Keys: ``nrds`` (the row's share of the
     summed areas) and ``area``; the curves are drawn to ``nrds_curves.png``. ``protocol()`` records
-    the classifier, epochs, batch size, optimiser, balance, the sample counts (real and per model)
-    and the sample shape, so all of them enter the protocol hash.
+    the classifier, epochs, batch size, optimiser, balance, the sample counts (real and per model),
+    the sample shape and how D is trained (``metrics.judges``: on the CPU with 1 thread and deterministic
+    algorithms, so ``--threads`` / ``--jobs`` do not move the scores), so all of them enter the protocol hash.
     """
 
     keys = ("nrds", "area")
     outputs = ("image", "labels", "depth", "points")
     higher_is_better = ("nrds", "area")
+    ranges = {"nrds": (0.0, 1.0), "area": (0.0, None)}
     OPTIONS = ("classifier", "epochs", "batch_size", "lr", "beta1", "balance")
 
     def __init__(self, ctx: ScoreContext):
@@ -453,14 +464,16 @@ class NRDSScorer(JointScorer):
         return {m: {"nrds": s, "area": a} for m, s, a in zip(res.names, res.scores, res.areas)}
 
     def protocol(self) -> dict:
-        """Everything that defines the numbers (deterministic: no device, timings or paths)."""
+        """Everything that defines the numbers (no timings or paths; the device only as its kind, in
+        ``classifier_training``: a judge trained on a GPU is another judge)."""
         balance = {"epoch": "per epoch min(#real, #pooled) of each side, shuffled together",
                    "batch": "per epoch min(#real, #pooled) of each side, every batch half real, half fake",
                    "none": "every epoch all real vs all pooled samples, unweighted"}[self.balance]
         return {"scorer": type(self).__name__, "classifier": self.classifier, "epochs": self.epochs,
                 "batch_size": self.batch_size or "full", "optimizer": f"Adam lr {self.lr} betas ({self.beta1}, 0.999)",
                 "balance": self.balance, "balance_rule": balance, "samples": getattr(self, "_n", None),
-                "sample_shape": getattr(self, "_shape", None)}
+                "sample_shape": getattr(self, "_shape", None),
+                "classifier_training": training_protocol("the run seed", self.ctx.device)}
 
 
 if __name__ == "__main__":      # the sensitivity table of leaderboards/notes/nrds-toy-sensitivity.md

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from typing import Any
 
 import torch
@@ -55,6 +56,7 @@ class SegmenterScorer(Scorer):
     keys = ("pixel_acc", "mean_class_acc", "mean_iou")
     outputs = ("image",)
     higher_is_better = ("pixel_acc", "mean_class_acc", "mean_iou")
+    ranges = {"pixel_acc": (0.0, 1.0), "mean_class_acc": (0.0, 1.0), "mean_iou": (0.0, 1.0)}
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)
@@ -127,7 +129,7 @@ class SegmenterScorer(Scorer):
     def _store(self, path, cm: torch.Tensor) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")      # two --jobs workers may store one entry
             torch.save(cm, tmp)
             tmp.replace(path)
         except OSError as e:                # a read-only cache costs speed, not the result

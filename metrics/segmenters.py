@@ -131,7 +131,7 @@ def _smp_builder(arch: str):
             raise MetricError(f"segmenter 'smp-{arch}' is trained on the dataset's real training split, "
                               "but the scoring context gives no train_data; score with a dataset loader")
         proto = SMPTrainProtocol.from_options(arch, ctx.options)
-        seg = train_or_load(ctx.train_data(), proto, ctx.cache_dir / "segmenters", device=ctx.device)
+        seg = train_or_load(ctx.train_data(), proto, ctx.cache_dir / "segmenters")   # trained on the CPU
         return seg.to(ctx.device)
     build.__name__ = f"build_smp_{arch}"
     return build

@@ -7,9 +7,14 @@ the dataset's *real* training photos and labels. The result is cached as safeten
 the training protocol, the number of classes, the smp version): the same data and protocol give
 the same file, whatever the dataset is called; different data never hits a stale cache.
 
-Training is deterministic on a given device: initialisation and dropout draw from the protocol's
-seed (inside ``torch.random.fork_rng``, so the caller's RNG state is untouched), and the batch order
-and flips come from a seeded ``torch.Generator``.
+Training runs on the CPU with one thread and deterministic algorithms whatever the scoring device
+(:func:`metrics.judges.judge_training`), so ``--threads``, ``--jobs``, the core count and a GPU do not
+change the weights: initialisation and dropout draw from the protocol's seed (inside a forked RNG, so the
+caller's RNG state is untouched), and the batch order and flips come from a seeded ``torch.Generator``.
+The segmenter's ``protocol()`` carries the cached weights file's sha256 (``weights_sha256``), so two
+different judges never share a protocol hash. One thread costs little here: one step of 8 at 256x256
+took 0.8 s (PSPNet) / 2.1 s (FPN) on one core, about 2 / 5 min for the default 150 steps, once per
+training set (then cached); at 64x64 0.05 s / 0.21 s.
 
 Default protocol (resnet18 encoder, 150 steps of 8, Adam 1e-3 with cosine decay, flips, the first
 1000 training samples). Measured on synthetic scenes at 64x64 (500 training scenes, 50 test scenes),
@@ -33,6 +38,8 @@ import torch.nn.functional as F
 
 from bench.errors import ConfigError, MetricError
 from bench.progress import bar as tqdm
+from bench.provenance import file_sha256
+from metrics.judges import judge_training, training_protocol
 from metrics.segmenter_base import ScoringSegmenter, resize_logits
 
 log = logging.getLogger(__name__)
@@ -132,7 +139,8 @@ def training_key(data_hash: str, proto: SMPTrainProtocol, num_classes: int, igno
     import segmentation_models_pytorch as smp
 
     blob = json.dumps({"data": data_hash, "protocol": proto.to_dict(), "num_classes": num_classes,
-                       "ignore_index": ignore_index, "smp": smp.__version__}, sort_keys=True)
+                       "ignore_index": ignore_index, "smp": smp.__version__,
+                       "trained": training_protocol(proto.seed)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -147,22 +155,21 @@ def _pad_to(x: torch.Tensor, multiple: int, value: float) -> torch.Tensor:
 
 
 def train(dataset: torch.utils.data.Dataset, kept: list | None, n: int, proto: SMPTrainProtocol,
-          num_classes: int, ignore_index: int, device: torch.device) -> tuple[torch.nn.Module, float]:
+          num_classes: int, ignore_index: int) -> tuple[torch.nn.Module, float]:
     """Train a segmenter; returns the model (eval mode, CPU) and the pixel accuracy of the last steps.
 
-    Runs under ``fork_rng`` with the protocol's seed (initialisation and dropout draw from it), so the
-    caller's random state is left as it was.
+    Runs on the CPU under :func:`metrics.judges.judge_training` with the protocol's seed (1 thread,
+    deterministic algorithms; initialisation and dropout draw from the seed), so the weights do not
+    depend on the thread count and the caller's random state and settings are left as they were.
     """
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(proto.seed)
-        return _train(dataset, kept, n, proto, num_classes, ignore_index, device)
+    with judge_training(proto.seed):
+        return _train(dataset, kept, n, proto, num_classes, ignore_index)
 
 
 def _train(dataset: torch.utils.data.Dataset, kept: list | None, n: int, proto: SMPTrainProtocol,
-           num_classes: int, ignore_index: int, device: torch.device) -> tuple[torch.nn.Module, float]:
+           num_classes: int, ignore_index: int) -> tuple[torch.nn.Module, float]:
     model = build_model(proto, num_classes)
-    model.to(device).train()
+    model.train()
     opt = torch.optim.Adam(model.parameters(), lr=proto.lr, weight_decay=proto.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=proto.steps)
     gen = torch.Generator().manual_seed(proto.seed)
@@ -184,8 +191,8 @@ def _train(dataset: torch.utils.data.Dataset, kept: list | None, n: int, proto: 
         if proto.hflip:
             flip = torch.rand(len(idx), generator=gen) < 0.5
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-        x = _pad_to(x, 32, 0).to(device)
-        y = _pad_to(y, 32, ignore_index).to(device)
+        x = _pad_to(x, 32, 0)
+        y = _pad_to(y, 32, ignore_index)
         logits = model(x)
         loss = F.cross_entropy(logits, y, ignore_index=ignore_index)
         if not torch.isfinite(loss):
@@ -200,7 +207,7 @@ def _train(dataset: torch.utils.data.Dataset, kept: list | None, n: int, proto: 
                 valid = y != ignore_index
                 correct += int((logits.argmax(1) == y)[valid].sum())
                 counted += int(valid.sum())
-    model.eval().to("cpu")
+    model.eval()
     return model, correct / max(counted, 1)
 
 
@@ -249,6 +256,7 @@ class SMPSegmenter(ScoringSegmenter):
     num_classes: int
     train_protocol: dict[str, Any]
     key: str                          # content hash of (training samples, training protocol)
+    weights_sha256: str               # sha256 of the cached weights file
     from_cache: bool = False
     train_pixel_acc: float | None = None
     multiple: int = 32                # input sides are padded to a multiple of this
@@ -274,6 +282,7 @@ class SMPSegmenter(ScoringSegmenter):
 
     def protocol(self) -> dict[str, Any]:
         return {"segmenter": self.name, "training_key": self.key, "training": self.train_protocol,
+                "trained": training_protocol(self.train_protocol["seed"]), "weights_sha256": self.weights_sha256,
                 "num_classes": self.num_classes, "input": "RGB in [-1, 1] at the image's own size, "
                 "replicate-padded to a multiple of 32", "output_resize": "bilinear logits to the label size"}
 
@@ -283,9 +292,9 @@ def cache_path(cache_root: Path, proto: SMPTrainProtocol, key: str) -> Path:
     return Path(cache_root) / f"smp-{proto.arch}-{enc}-{key[:20]}.safetensors"
 
 
-def train_or_load(dataset: torch.utils.data.Dataset, proto: SMPTrainProtocol, cache_root: Path,
-                  device: torch.device | str = "cpu"):
-    """The segmenter for (``dataset``, ``proto``): from the cache, or trained and cached now."""
+def train_or_load(dataset: torch.utils.data.Dataset, proto: SMPTrainProtocol, cache_root: Path) -> SMPSegmenter:
+    """The segmenter for (``dataset``, ``proto``), on the CPU: from the cache, or trained (on the CPU, one
+    thread, whatever the scoring device) and cached now."""
     info = getattr(dataset, "info", None)
     num_classes = int(getattr(info, "num_classes", 0) or 0)
     ignore_index = int(getattr(info, "ignore_index", 255))
@@ -304,12 +313,12 @@ def train_or_load(dataset: torch.utils.data.Dataset, proto: SMPTrainProtocol, ca
         if loaded is not None:
             model, meta = loaded
             log.info("loaded cached segmenter %s", path)
-            return SMPSegmenter(model, name, num_classes, proto.to_dict(), key, from_cache=True,
+            return SMPSegmenter(model, name, num_classes, proto.to_dict(), key, file_sha256(path), from_cache=True,
                                 train_pixel_acc=meta.get("train_pixel_acc"))
     log.info("training %s segmenter on %d samples (%d steps); cache: %s", name, n, proto.steps, path)
-    model, acc = train(dataset, kept, n, proto, num_classes, ignore_index, torch.device(device))
+    model, acc = train(dataset, kept, n, proto, num_classes, ignore_index)
     meta = {"key": key, "data_hash": data_hash, "num_samples": n, "protocol": proto.to_dict(),
             "num_classes": num_classes, "ignore_index": ignore_index, "train_pixel_acc": acc}
     _save(path, model, meta)
-    return SMPSegmenter(model, name, num_classes, proto.to_dict(), key, from_cache=False,
+    return SMPSegmenter(model, name, num_classes, proto.to_dict(), key, file_sha256(path), from_cache=False,
                         train_pixel_acc=acc)
