@@ -178,32 +178,54 @@ def _store(out: Path, suite_name: str):
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from leaderboards.regress import baseline_frame
+    from leaderboards.regress import baseline_frame, environment
     suite = _suite(args.suite)
     out = _out(args.out, suite.name)
     profile = args.profile or suite.suite.default_profile
-    frame = baseline_frame(suite, _store(out, suite.name), profile)
+    if args.run:
+        _run_for_regress(args, suite, out, profile, _seeds(args.seeds))
+    frame = baseline_frame(suite, _store(out, suite.name), profile, environment(out))
     dest = Path(args.file or out / f"baseline-{suite.name}-{profile}.csv")
     dest.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(dest, index=False)
-    print(f"baseline of {suite.name} ({profile}): {int((frame['status'] == 'ok').sum())} values -> {dest}")
+    held = frame[frame["status"].isin(["ok", "degenerate"])]
+    print(f"baseline of {suite.name} ({profile}): {len(held)} values of {held.groupby(['row', 'column']).ngroups} "
+          f"cells, seeds {', '.join(map(str, sorted(set(held['seed']))))} -> {dest}")
     return 0
 
 
-def cmd_regress(args: argparse.Namespace) -> int:
+def _run_for_regress(args: argparse.Namespace, suite, out: Path, profile: str, seeds: list[int] | None) -> None:
     from bench.build import select_device
     from bench.suite import run_suite
     from leaderboards.build import write_leaderboard
-    from leaderboards.regress import baseline_frame, compare, parse_tolerances, read_baseline
+    run_suite(suite, out, profile=profile, seeds=seeds, device=select_device(args.device),
+              deterministic=args.deterministic, resume=args.resume, progress=not args.no_progress,
+              leaderboard=write_leaderboard)
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from leaderboards.build import directions, leaderboard_frame
+    from leaderboards.regress import baseline_frame, compare, environment, parse_tolerances, read_baseline
     suite = _suite(args.suite)
-    baseline = read_baseline(Path(args.baseline))
-    profile = args.profile or (str(baseline["profile"].iloc[0]) if len(baseline) else suite.suite.default_profile)
+    baseline = read_baseline(Path(args.baseline), suite.name)
+    profile = args.profile or str(baseline["profile"].iloc[0])
     tolerances = parse_tolerances(args.tolerance)
+    if args.mode == "statistical" and (tolerances or args.suite_tolerances):
+        raise ConfigError("--tolerance and --suite-tolerances apply to --mode exact only; the statistical mode "
+                          "tests against the baseline's own seed noise")
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be between 0 and 1, not {args.alpha}")
     out = _out(args.out, suite.name)
-    if args.run:
-        run_suite(suite, out, profile=profile, device=select_device(args.device), deterministic=args.deterministic,
-                  resume=args.resume, progress=not args.no_progress, leaderboard=write_leaderboard)
-    result = compare(baseline, baseline_frame(suite, _store(out, suite.name), profile), suite.tolerances, tolerances)
+    if args.run:                                       # the baseline's seeds, unless --seeds says otherwise
+        seeds = _seeds(args.seeds) or sorted({int(s) for s in baseline["seed"].dropna()})
+        _run_for_regress(args, suite, out, profile, seeds)
+    store = _store(out, suite.name)
+    current = baseline_frame(suite, store, profile, environment(out))
+    records = store.latest(suite=suite.name, profile=profile)
+    higher = directions(suite, leaderboard_frame(suite, records),
+                        {h: store.protocol(h) or {} for h in set(records["protocol_hash"]) - {""}}, records)
+    result = compare(baseline, current, args.mode, higher, suite.tolerances if args.suite_tolerances else {},
+                     tolerances, args.alpha)
     print(result.report())
     return 1 if result.failed else 0
 
@@ -220,13 +242,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from leaderboards.history import history_frame, plot_history
+    from leaderboards.history import history_frame, plot_history, run_folders
     suite = _suite(args.suite)
-    out = _out(args.out, suite.name)
-    frame = history_frame(_store(out, suite.name), suite.name, args.metric, args.profile)
-    dest = Path(args.plot or out / f"history-{args.metric.replace('/', '_')}.png")
-    plot_history(frame, dest, f"{suite.name}: {args.metric} over code versions")
-    print(frame.to_string(index=False))
+    if args.runs and args.out:
+        raise ConfigError("give --runs (a series of run folders) or --out (one folder), not both")
+    if args.runs:
+        folders = run_folders(args.runs)
+        where = Path(os.path.commonpath([f.resolve() for f in folders]))
+        where = where.parent if len(folders) == 1 else where
+    else:
+        where = _out(args.out, suite.name)
+        _store(where, suite.name)                      # one line when it holds no results
+        folders = [where]
+    frame = history_frame(folders, suite, args.metric, args.profile)
+    dest = Path(args.plot or where / f"history-{suite.name}-{args.metric.replace('/', '_')}.png")
+    plot_history(frame, dest, f"{suite.name}: {args.metric} over code versions ({len(folders)} run folder(s))")
+    table = frame.drop(columns="code_version")
+    table["first_record"] = table["first_record"].dt.strftime("%Y-%m-%d %H:%M")
+    print(table.to_string(index=False))
     print(f"plot: {dest}")
     return 0
 
@@ -234,26 +267,39 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.build import select_device
     from bench.suite import run_suite
-    from leaderboards.build import directions, leaderboard_frame, write_leaderboard
-    from leaderboards.compare import candidate_suite, compare_markdown, ranks
-    from leaderboards.stats import add_statistics
+    from leaderboards.build import directions, leaderboard_frame, ranges, write_leaderboard
+    from leaderboards.compare import Plan, candidate_suite, compare_markdown, established_rows, preflight, verdicts
     import pandas as pd
     out = Path(args.out or Path("runs") / f"compare-{args.discriminator}")
     name = f"{args.discriminator} (candidate)"
-    frames = []
+    wanted = [p.strip() for v in args.rows or [] for p in v.split(",") if p.strip()]
+    device = select_device(args.device)
+    plans = []
     for sname in [s.strip() for s in args.suites.split(",") if s.strip()]:
         suite = candidate_suite(_suite(sname), args.discriminator, name)
-        sout = out / suite.name
-        profile = args.profile or suite.suite.default_profile
-        run_suite(suite, sout, profile=profile, seeds=_seeds(args.seeds), device=select_device(args.device),
-                  resume=args.resume, progress=not args.no_progress, leaderboard=write_leaderboard)
-        store = _store(sout, suite.name)
-        records = store.latest(suite=suite.name, profile=profile)
-        long = leaderboard_frame(suite, records)
-        higher = directions(suite, long, {h: store.protocol(h) or {} for h in set(records["protocol_hash"]) - {""}},
+        against = established_rows(suite, name, wanted)
+        if not against:
+            raise ConfigError(f"suite '{suite.name}' has none of the rows {', '.join(wanted)}; its rows: "
+                              f"{', '.join(r.name for r in suite.rows if r.name != name)}")
+        plans.append(Plan(suite, out / suite.name, args.profile or suite.suite.default_profile,
+                          [*against, name] if wanted else None, _seeds(args.seeds), against))
+    if not plans:
+        raise ConfigError("--suites names no suite; give e.g. --suites quickstart,fusion-table3")
+    unknown = [w for w in wanted if not any(w in p.against or w in map(slug, p.against) for p in plans)]
+    if unknown:
+        raise ConfigError(f"no suite of --suites has the row(s) {', '.join(unknown)}")
+    preflight(plans, device, args.resume)                # every suite's data and weights before any training
+    frames = []
+    for p in plans:
+        run_suite(p.suite, p.out, profile=p.profile, rows=p.rows, seeds=p.seeds, device=device, resume=args.resume,
+                  progress=not args.no_progress, leaderboard=write_leaderboard)
+        store = _store(p.out, p.suite.name)
+        records = store.latest(suite=p.suite.name, profile=p.profile)
+        long = leaderboard_frame(p.suite, records)
+        higher = directions(p.suite, long, {h: store.protocol(h) or {} for h in set(records["protocol_hash"]) - {""}},
                             records)
-        frames.append(ranks(suite.name, add_statistics(long, records, higher), higher, name))
-    frame = pd.concat(frames) if frames else pd.DataFrame()
+        frames.append(verdicts(p.suite.name, long, records, higher, ranges(p.suite, long), name, p.against))
+    frame = pd.concat(frames, ignore_index=True)
     frame.to_csv(out / "compare.csv", index=False)
     (out / "compare.md").write_text(compare_markdown(frame, args.discriminator))
     print((out / "compare.md").read_text())
@@ -264,6 +310,40 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from bench.publish import publish
     dest = publish(Path(args.out), Path(args.dest))
     print(f"published {args.out} to {dest} (see {dest / 'RUN.md'})")
+    return 0
+
+
+def cmd_republish(args: argparse.Namespace) -> int:
+    from bench.judges import check_one_judge_per_column
+    from bench.provenance import code_version, git_commit
+    from bench.publish import republish_notes
+    from bench.results import ResultStore
+    from leaderboards.build import write_leaderboard
+    dest = Path(args.dest)
+    db = dest / RESULTS_FILE
+    if not db.is_file():
+        raise ConfigError(f"{dest} holds no {RESULTS_FILE}; pass a folder `bench publish` wrote "
+                          "(e.g. leaderboards/results/<suite>/<profile>)")
+    store = ResultStore(db)
+    latest = store.latest()
+    names = sorted(set(latest["suite"])) if len(latest) else []
+    profiles = sorted(set(latest["profile"])) if len(latest) else []
+    if not args.suite and len(names) != 1:
+        raise ConfigError(f"{db} holds {len(names)} suites ({', '.join(names) or 'none'}); name one with --suite")
+    if not args.profile and len(profiles) != 1:
+        raise ConfigError(f"{db} holds {len(profiles)} profiles ({', '.join(profiles) or 'none'}); name one with "
+                          "--profile")
+    suite = _suite(args.suite or names[0])
+    profile = args.profile or profiles[0]
+    check_one_judge_per_column(store)
+    with folder_lock(dest):
+        write_leaderboard(suite, store, dest, profile)
+        shown = "DEST" if dest.is_absolute() else dest.as_posix()        # no machine paths in a committed file
+        command = f"bench republish {shown}" + "".join(f" --{k} {v}" for k, v in (("suite", args.suite),
+                                                                                  ("profile", args.profile)) if v)
+        republish_notes(dest, command, git_commit(), code_version(), args.why)
+    print((dest / "leaderboard.md").read_text())
+    print(f"republished {dest} from its {RESULTS_FILE} (see {dest / 'RUN.md'})")
     return 0
 
 
@@ -358,41 +438,64 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
     s.set_defaults(func=cmd_leaderboard)
 
-    s = sub.add_parser("baseline", help="write a baseline of a finished run's numbers for `bench regress`")
+    s = sub.add_parser("baseline", help="write a baseline of a run's per-seed numbers for `bench regress`")
     s.add_argument("suite")
-    s.add_argument("--out", help="the run's output folder (default: runs/<suite>)")
+    s.add_argument("--out", help="the run's output folder (default: runs/<suite>); with --run, where to run it")
+    s.add_argument("--run", action="store_true", help="run the suite first (into --out), then write its baseline")
+    s.add_argument("--resume", action="store_true")
+    s.add_argument("--deterministic", action="store_true", help="with --run: bit-exact on CPU (for --mode exact)")
+    s.add_argument("--seeds", type=int, help="with --run: seeds 0..N-1 (default: the suite's)")
     s.add_argument("--profile")
     s.add_argument("--file", help="where to write it (default: OUT/baseline-<suite>-<profile>.csv)")
+    common(s)
     s.set_defaults(func=cmd_baseline)
 
-    s = sub.add_parser("regress", help="compare a run with a baseline; exit 1 when a number moved")
+    s = sub.add_parser("regress", help="check a run against a baseline; exit 1 when a number moved or was lost")
     s.add_argument("suite")
     s.add_argument("--baseline", required=True)
+    s.add_argument("--mode", choices=("exact", "statistical"), default="exact",
+                   help="exact (default): any change of any value (deterministic runs, same environment); "
+                        "statistical: Welch's test per cell against the baseline's seed noise (several seeds)")
+    s.add_argument("--alpha", type=float, default=0.05, help="statistical: two-sided level (default 0.05)")
     s.add_argument("--out", help="the run to check (default: runs/<suite>); with --run, where to run it")
-    s.add_argument("--run", action="store_true", help="run the suite first (into --out)")
+    s.add_argument("--run", action="store_true", help="run the suite first (into --out), on the baseline's seeds")
+    s.add_argument("--seeds", type=int, help="with --run: seeds 0..N-1 instead of the baseline's")
     s.add_argument("--resume", action="store_true")
     s.add_argument("--deterministic", action="store_true")
     s.add_argument("--profile", help="default: the baseline's")
     s.add_argument("--tolerance", action="append", metavar="METRIC=VALUE",
-                   help="allowed |new - old| for a metric key or task/metric (repeatable; over [tolerances])")
+                   help="exact: allowed |new - old| per value for a metric key or task/metric (repeatable); "
+                        "hides any change smaller than it")
+    s.add_argument("--suite-tolerances", action="store_true",
+                   help="exact: allow the suite's [tolerances] too (for a baseline made on another machine)")
     common(s)
     s.set_defaults(func=cmd_regress)
 
-    s = sub.add_parser("status", help="write the reproduction status page from the committed result folders")
-    s.add_argument("--results", default="leaderboards/results")
+    s = sub.add_parser("status", help="write the reproduction status page (README.md, index.html: the papers' "
+                       "tables and figures, each result's budget, verdicts) from the committed result folders")
+    s.add_argument("--results", default="leaderboards/results",
+                   help="the result folders `bench publish` wrote; the page is written beside them")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("history", help="plot a metric over the code versions and dates of a results store")
+    s = sub.add_parser("history", help="plot a metric over code versions, one point per version, from a series of "
+                                       "run folders (e.g. the nightly regression runs)")
     s.add_argument("suite")
     s.add_argument("--metric", required=True, help="a metric key or task/metric")
-    s.add_argument("--out", help="the output folder holding results.sqlite (default: runs/<suite>)")
-    s.add_argument("--profile")
-    s.add_argument("--plot", help="where to draw it (default: OUT/history-<metric>.png)")
+    s.add_argument("--runs", action="append", metavar="PATH_OR_GLOB",
+                   help="run folders: a folder of them (runs), a quoted glob ('runs/nightly-*') or one run "
+                        "(repeatable)")
+    s.add_argument("--out", help="instead of --runs: one output folder holding results.sqlite (default: runs/<suite>)")
+    s.add_argument("--profile", help="needed when the runs hold several profiles")
+    s.add_argument("--plot", help="where to draw it (default: history-<suite>-<metric>.png in the runs' common folder)")
     s.set_defaults(func=cmd_history)
 
-    s = sub.add_parser("compare", help="run a discriminator as one more row of existing suites and rank it")
+    s = sub.add_parser("compare", help="run a discriminator as one more row of existing suites and test it against "
+                                       "each established row (better / worse / not separated)")
     s.add_argument("--discriminator", required=True)
     s.add_argument("--suites", required=True, help="comma-separated suite names or .toml paths")
+    s.add_argument("--rows", action="append",
+                   help="test against (and train) only these rows, comma-separated or repeated (default: every "
+                        "model row of each suite)")
     s.add_argument("--profile")
     s.add_argument("--seeds", type=int)
     s.add_argument("--out")
@@ -405,6 +508,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("out", help="the --out folder of a finished `bench run`")
     s.add_argument("--dest", required=True, help="e.g. leaderboards/results/<suite>/<profile>")
     s.set_defaults(func=cmd_publish)
+
+    s = sub.add_parser("republish", help="rebuild a published folder's leaderboard, claims and report from its own "
+                                         "results store with the current statistics (nothing is trained)")
+    s.add_argument("dest", help="a folder `bench publish` wrote, e.g. leaderboards/results/<suite>/<profile>")
+    s.add_argument("--suite", help="the suite (default: the one its store holds)")
+    s.add_argument("--profile", help="the profile (default: the one its store holds)")
+    s.add_argument("--why", default="the statistics of this code version",
+                   help="one line for RUN.md: why it was republished")
+    s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
+    s.set_defaults(func=cmd_republish)
 
     s = sub.add_parser("data", help="check or prepare a real dataset")
     s.add_argument("action", choices=("check", "prepare"))

@@ -10,6 +10,7 @@ registries by ``bench.validate`` (names, component options, metric / task fit).
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -44,6 +45,31 @@ class SuiteSection:
                       "row x task x seed.", "train-score")
     assumptions: list[str] = doc("Everything the suite had to choose where the paper is silent; printed under "
                                  "the leaderboard.", factory=list)
+    paper: str = doc("Short id of the paper reproduced (e.g. `decoupled-learning`); \"\" = not from a paper. "
+                     "The status page counts the paper's tables and figures by it.", "")
+    paper_items: list[str] = doc("The paper's tables and figures this suite reproduces, one entry each: "
+                                 "`\"Table 2\"`, `\"Fig. 14\"`; empty with a `paper` = a check of the paper's "
+                                 "text that is no table or figure (e.g. a worked example).", factory=list)
+    substitute: str = doc("What stands in for the paper's data or protocol, so that its published values are "
+                          "not what this suite measures (e.g. `\"MNIST 32x32 for UTKFace 128x128\"`); \"\" = the "
+                          "paper's own. Smaller budgets are not substitutes: the status page shows them.", "")
+    paper_budget: str = doc("The paper's training budget in words, with its source and what is not published.",
+                            "")
+    paper_steps: int | None = doc("The paper's generator steps (epochs x iterations per epoch); none = not "
+                                  "published. With `paper_batch_size`, the status page's budget share.", None)
+    paper_batch_size: int | None = doc("The paper's training batch size; none = not published.", None)
+    paper_image_size: int | None = doc("The paper's training image side in pixels; none = not published.", None)
+
+    def __post_init__(self) -> None:
+        if (self.paper_items or self.substitute) and not self.paper:
+            raise ConfigError("keys 'paper_items' and 'substitute' need the key 'paper' (the paper's short id)")
+        for item in self.paper_items:
+            if not re.fullmatch(r"(Table|Fig\.) \d+[a-z]?", item):
+                raise ConfigError(f"key 'paper_items' lists one table or figure per entry, as \"Table 2\" or "
+                                  f"\"Fig. 14\", not '{item}'")
+        for key in ("paper_steps", "paper_batch_size", "paper_image_size"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"key '{key}' must be at least 1 (leave it out when not published)")
 
 
 @dataclass
@@ -109,7 +135,7 @@ class Row:
     note: str = doc("Free text shown nowhere but the file.", "")
 
 
-CLAIM_STATISTICS = ("mean", "std", "max", "min")
+CLAIM_STATISTICS = ("mean", "std", "max", "min", "each")
 
 
 @dataclass
@@ -124,8 +150,10 @@ class Claim:
         "Instead of `order`: two groups of rows, the first claimed better than the second on a statistic "
         "over each group's rows, computed per seed (see `statistic`).", factory=list)
     statistic: list[str] = doc(
-        "With `groups`: per group, `mean`, `std`, `max` or `min` over its rows (e.g. `[\"std\", \"std\"]`: "
-        "the first group varies less; `[\"mean\", \"max\"]`: the first is as good as the second's best).",
+        "With `groups`: the same statistic for both groups, like with like: `mean`, `std`, `max` or `min` over "
+        "each group's rows per seed (`std`, `max`, `min` need groups of equal size: the best of four noisy rows "
+        "is not comparable with the mean of four, nor with the best of two), or `each`: every row of the "
+        "first group against every row of the second (e.g. `[\"std\", \"std\"]`: the first group varies less).",
         factory=lambda: ["mean", "mean"])
     better: str = doc("`higher` or `lower` is better; \"\" = what the metric's scorer says (required with a "
                       "`std` statistic).", "")
@@ -139,6 +167,14 @@ class Claim:
                 raise ConfigError("key 'groups' must hold two non-empty lists of rows, the better group first")
             if len(self.statistic) != 2 or any(st not in CLAIM_STATISTICS for st in self.statistic):
                 raise ConfigError(f"key 'statistic' must hold two of {', '.join(CLAIM_STATISTICS)} (one per group)")
+            if self.statistic[0] != self.statistic[1]:
+                raise ConfigError(f"key 'statistic' compares unlike with unlike ({self.statistic[0]} vs "
+                                  f"{self.statistic[1]}): use the same statistic for both groups (mean with mean, "
+                                  "max with max, ...) or 'each' for every pair of rows")
+            if self.statistic[0] in ("std", "max", "min") and len(self.groups[0]) != len(self.groups[1]):
+                raise ConfigError(f"a '{self.statistic[0]}' claim needs groups of equal size (got "
+                                  f"{len(self.groups[0])} and {len(self.groups[1])} rows): that statistic depends "
+                                  "on how many rows it is taken over; use 'mean' or 'each'")
             if "std" in self.statistic and not self.better:
                 raise ConfigError("a claim on a 'std' statistic must say better = \"lower\" or \"higher\"")
         elif len(self.order) < 2:
@@ -168,8 +204,9 @@ class Suite:
     columns: dict[str, list[str]] = doc("Per task: metric keys shown in leaderboard.md (all are in the CSV).",
                                         factory=dict)
     tolerances: dict[str, float] = doc(
-        "Per metric key or `task/metric`: how far a value may move from its baseline before `bench regress` "
-        "fails (default 0: any change); `--tolerance` overrides.", factory=dict)
+        "Per metric key or `task/metric`: how far a value may move from its baseline in `bench regress --mode "
+        "exact` when asked with `--suite-tolerances` (a baseline made on another machine; default: any change "
+        "fails); `--tolerance` overrides.", factory=dict)
     claims: list[Claim] = field(default_factory=list)
     path: str = ""
 

@@ -16,13 +16,13 @@ from typing import Mapping
 
 import pandas as pd
 
-from bench import failpoints
+from bench import failpoints, gates
 from bench.config import Suite
-from leaderboards.claims import claim_table
+from leaderboards.claims import EXPLAINED, claim_table, effect_text, p_text, verdict_text
 from leaderboards.curves import EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
 from leaderboards.export import latex_table
 from leaderboards.report import html_report
-from leaderboards.stats import add_statistics
+from leaderboards.stats import METHOD, add_statistics
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,13 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
 
     A task's columns are the same for every row (``[columns]``, else every metric any row produced,
     then the published ones), so a failed row shows up in each of them with its reason; where no
-    row produced anything, a failed row still gets one line (metric "").
+    row produced anything, a failed row still gets one line (metric ""). A cell whose runs' outputs the
+    sanity gate found degenerate (:mod:`bench.gates`: constant or collapsed, in any seed) keeps its
+    numbers with status ``degenerate`` and the gate's reason. The gate's own records are not columns.
     """
     out = []
+    gate_recs = records[records["metric"].astype(str).str.startswith(gates.PREFIX)] if len(records) else records
+    records = records[~records["metric"].astype(str).str.startswith(gates.PREFIX)] if len(records) else records
     ok_all = records[records["status"] == "ok"] if len(records) else records
     for row in suite.rows:
         recs = records[records["row"] == row.name] if len(records) else records
@@ -50,12 +54,21 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
             metrics = _columns_for(suite, task, task_ok, [r.published for r in suite.rows])
             if not metrics and len(failed):
                 metrics = [""]
+            g_task = gate_recs[(gate_recs["row"] == row.name) & (gate_recs["task"] == task)] if len(gate_recs) \
+                else gate_recs
             for metric in metrics:
                 vals = ok[ok["metric"] == metric]["value"].astype(float) if len(ok) else pd.Series(dtype=float)
                 pub = row.published.get(f"{task}/{metric}")
                 mean = float(vals.mean()) if len(vals) else math.nan
                 status = "ok" if len(vals) else ("failed" if len(failed) else "missing")
                 reason = "; ".join(sorted(set(failed["reason"]))) if len(failed) else ""
+                if status == "ok":
+                    seeds = set(ok[ok["metric"] == metric]["seed"])
+                    flagged = degenerate_seeds(g_task, metric, seeds)
+                    if flagged:
+                        status = "degenerate"
+                        reason = (f"{'; '.join(sorted(set(flagged.values())))} in {len(flagged)} of {len(seeds)} "
+                                  "seed(s)")
                 out.append({"row": row.name, "column": f"{task}/{metric}" if metric else task, "task": task,
                             "metric": metric,
                             "mean": mean, "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
@@ -63,6 +76,30 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
                             "gap": mean - pub if pub is not None and len(vals) else math.nan,
                             "status": status, "reason": reason})
     return pd.DataFrame(out, columns=LONG_COLUMNS)
+
+
+def degenerate_seeds(gate_recs: pd.DataFrame, metric: str, seeds: set) -> dict[int, str]:
+    """Seed -> the gate's reason, for the seeds whose output behind ``metric`` (its ``@output`` suffix, else
+    ``y``; at the same ``[eN]`` checkpoint) the gate flagged degenerate."""
+    if not len(gate_recs) or not metric:
+        return {}
+    m = EPOCH_KEY.match(metric)
+    base, epoch = (m.group("base"), f"[e{m.group('epoch')}]") if m else (metric, "")
+    output = base.partition("@")[2] or "y"
+    ok = gate_recs[gate_recs["status"] == "ok"]
+    out = {}
+    for seed, g in ok.groupby("seed"):
+        if seed not in seeds:
+            continue
+        vals = {}
+        for key, v in zip(g["metric"], g["value"]):
+            parts = gates.split_key(str(key))
+            if parts and parts[1] == output and parts[2] == epoch:
+                vals[parts[0]] = float(v)
+        why = gates.reason(vals)
+        if why:
+            out[int(seed)] = why
+    return out
 
 
 def _current_failures(recs: pd.DataFrame) -> pd.DataFrame:
@@ -89,18 +126,48 @@ def _columns_for(suite: Suite, task: str, ok: pd.DataFrame, published: list[dict
     return seen
 
 
-def _registry_higher(suite: Suite, task: str, key: str) -> bool | None:
-    """Whether ``key`` of ``task`` is better high, by the suite's scorers in the registry (None: unknown)."""
+def _scorer_of(suite: Suite, task: str, key: str) -> tuple[type | None, str]:
+    """The suite's registered scorer of ``task`` that produces ``key`` (its ``[eN]`` suffix and ``@output`` taken
+    off), and the bare key; (None, key) when no scorer of the suite makes it."""
     from bench.registry import METRICS
-    base, _, out = key.partition("@")
+    m = EPOCH_KEY.match(key)
+    base, _, out = (m.group("base") if m else key).partition("@")
     for entry in suite.task_metrics(task):
         name, _, output = entry.partition("@")
         if output != out or name not in METRICS:
             continue
         cls = METRICS.get(name)
         if any(base == k or base.startswith(k + "_") for k in getattr(cls, "keys", ())):
-            return any(base == k or base.startswith(k + "_") for k in getattr(cls, "higher_is_better", ()))
-    return None
+            return cls, base
+    return None, base
+
+
+def _registry_higher(suite: Suite, task: str, key: str) -> bool | None:
+    """Whether ``key`` of ``task`` is better high, by the suite's scorers in the registry (None: unknown)."""
+    cls, base = _scorer_of(suite, task, key)
+    if cls is None:
+        return None
+    return any(base == k or base.startswith(k + "_") for k in getattr(cls, "higher_is_better", ()))
+
+
+def _registry_range(suite: Suite, task: str, key: str) -> tuple[float | None, float | None] | None:
+    """The range of ``key``'s values, by the suite's scorer of ``task`` in the registry (None: unbounded or
+    unknown)."""
+    cls, base = _scorer_of(suite, task, key)
+    fn = getattr(cls, "range_of", None)
+    return fn(base) if fn is not None else None
+
+
+def ranges(suite: Suite, long: pd.DataFrame) -> dict[str, tuple[float | None, float | None]]:
+    """Column -> the range its values can take (``Scorer.ranges``), for the columns whose scorer declares one;
+    intervals over seeds are clipped to it."""
+    out = {}
+    for r in long.drop_duplicates("column").itertuples():
+        if r.metric:
+            rng = _registry_range(suite, r.task, str(r.metric))
+            if rng is not None:
+                out[r.column] = rng
+    return out
 
 
 def directions(suite: Suite, long: pd.DataFrame, protocols: Mapping[str, dict] | None = None,
@@ -194,12 +261,15 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
                 line[c] = ""
                 continue
             r = cell.iloc[0]
-            if r["status"] != "ok":
+            if r["status"] not in ("ok", "degenerate"):
                 line[c] = r["status"]
             elif "ci_low" in r and not math.isnan(r["ci_low"]):
-                line[c] = f"{_sig(float(r['mean']))} [{_sig(float(r['ci_low']))}, {_sig(float(r['ci_high']))}]"
+                line[c] = (f"{_sig(float(r['mean']))} [{_sig(float(r['ci_low']))}, {_sig(float(r['ci_high']))}] "
+                           f"{r['interval']}")
             else:
                 line[c] = _fmt(r["mean"], r["std"])
+            if r["status"] == "degenerate":
+                line[c] += " (degenerate)"
             if has_pub[c]:
                 line[f"{c} (paper)"] = _fmt(r["published"])
                 flag = "*" if bool(r.get("outside", False)) else ""
@@ -221,8 +291,9 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     if s.reference:
         lines.append(f"reproduces: {s.reference}")
     seeds = sorted(set(long["n"])) if len(long) else []
-    how = ("mean [95% interval] over seeds: bootstrap for 3 seeds or more, Student t for 2; mean ± sample std "
-           "without one" if "ci_low" in long else "mean ± sample std over seeds")
+    how = (f"mean [95% Student t interval of the mean] over seeds, its method named in each cell ({METHOD}; "
+           "'clipped' where cut to the metric's range); mean ± sample std where there is no interval (one seed)"
+           if "ci_low" in long else "mean ± sample std over seeds")
     lines += [f"seeds per cell: {', '.join(map(str, seeds))} ({how}); a gap marked * puts the paper's value "
               "outside our interval", ""]
     wide = wide_table(long)
@@ -234,12 +305,18 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     if claims is None:
         claims = claim_table(suite, long, higher if higher is not None else directions(suite, long))
     if len(claims):
-        lines += ["", "## Published claims", "",
-                  "Each claim orders rows on one column, best first (or compares a statistic over two groups "
-                  "of rows, per seed); a pair is *reproduced* when our means are in that order and their 95% "
-                  "intervals over seeds do not overlap, *reversed* when the means are in the other order and the "
-                  "intervals do not overlap, and *not separated* otherwise.", "",
-                  claims[["claim", "source", "ours", "verdict"]].map(_md_cell).to_markdown(index=False)]
+        shown = claims.assign(verdict=[verdict_text(r) for r in claims.to_dict("records")],
+                              p=[p_text(v) for v in claims["p"]],
+                              effect=[effect_text(r) for r in claims.to_dict("records")])
+        lines += ["", "## Published claims", "", EXPLAINED, "",
+                  shown[["claim", "source", "ours", "verdict", "p", "effect"]].map(_md_cell)
+                  .to_markdown(index=False)]
+    degenerate = long[long["status"] == "degenerate"].drop_duplicates(["row", "task", "reason"])
+    if len(degenerate):
+        lines += ["", "## Degenerate runs", "", "Their numbers are shown but are not results: the sanity gate "
+                  "(constant or collapsed outputs on the test inputs; `bench.gates`) flagged them, and a claim that "
+                  "needs them is untestable.", ""]
+        lines += [f"- {r.row} / {r.column}: {r.reason}" for r in degenerate.itertuples()]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"])
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.row} / {r.task}: {r.reason}" for r in failed.itertuples()]
@@ -283,7 +360,7 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     long = leaderboard_frame(suite, records)
     higher = directions(suite, long, full, records)
     if len(records):
-        long = add_statistics(long, records, higher)
+        long = add_statistics(long, records, higher, ranges(suite, long))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_text(out / "leaderboard.csv", long.assign(profile=profile).to_csv(index=False))
@@ -295,7 +372,7 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     _draw(lambda p: plot_training(out, [r.name for r in suite.rows], suite.suite.tasks, p,
                                   f"{title} ({profile}): logged losses"), out / "training.png")
     md = out / "leaderboard.md"
-    claims = claim_table(suite, long, higher, records)
+    claims = claim_table(suite, long, higher, records, ranges(suite, long))
     _atomic_text(md, render_markdown(suite, long, profile, protocols, higher, claims) + _figures(suite, long, out))
     if len(claims):
         _atomic_text(out / "claims.csv", claims.to_csv(index=False))
@@ -307,19 +384,24 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
 
 
 def _figures(suite: Suite, long: pd.DataFrame, out: Path) -> str:
-    """Markdown links to the curves and to each row's sample grid (its first seed), where they exist."""
-    from bench.schema import slug
+    """Markdown links to the curves, each row's sample grid (its first seed) and the joint metrics' plots, where
+    they exist (in run folders, or where ``bench publish`` copied them)."""
+    from leaderboards.report import joint_curves, sample_grid
     lines = []
     if len(long) and long["metric"].astype(str).str.match(EPOCH_KEY.pattern).any():
         lines += ["", "## Over training", "", "![curves](curves.png)"]
     grids = []
     for row in dict.fromkeys(long["row"]) if len(long) else []:
         for task in suite.suite.tasks:
-            seeds = sorted((out / "runs" / slug(row)).glob(f"seed*/{task}/samples.png"))
-            if seeds:
-                grids.append(f"- {row} / {task}: ![{row}]({seeds[0].relative_to(out).as_posix()})")
+            found = sample_grid(out, row, task)
+            if found is not None:
+                grids.append(f"- {_md_cell(row)} / {task}: ![{_md_cell(row)}]({found.relative_to(out).as_posix()})")
     if grids:
         lines += ["", "## Samples", ""] + grids
+    curves = joint_curves(out)
+    if curves:
+        lines += ["", "## Joint metrics' curves", ""] + [f"- {cap}: ![{cap}]({p.relative_to(out).as_posix()})"
+                                                         for cap, p in curves]
     return "\n".join(lines) + ("\n" if lines else "")
 
 

@@ -15,13 +15,42 @@ import pandas as pd
 
 from bench.config import Suite
 from bench.schema import slug
+from leaderboards.claims import EXPLAINED, effect_text, p_text, verdict_text
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.reproduced{background:#dff0d8}
-.reversed{background:#f2dede}.notseparated{background:#fcf8e3}.outside{color:#a94442;font-weight:bold}
+.reversed{background:#f2dede}.notseparated{background:#eeeeee}.untestable{background:#fcf8e3}
+.degenerate{color:#8a6d3b;font-style:italic}.outside{color:#a94442;font-weight:bold}
 img{max-width:100%;border:1px solid #ddd;margin:4px 0}figure{display:inline-block;margin:6px;vertical-align:top}
 figcaption{font-size:12px;color:#555}code{font-size:12px}img.grid{width:min(100%,420px);image-rendering:pixelated}"""
+
+
+def sample_grid(out: Path, row: str, task: str) -> Path | None:
+    """A row's sample grid for ``task``: its first seed's in a run folder (``runs/<row>/seed<k>/<task>/``), else
+    the one ``bench publish`` copied (``samples/<row>__<task>.png``)."""
+    def seed_no(p: Path) -> int:
+        digits = p.parts[-3].removeprefix("seed")
+        return int(digits) if digits.isdigit() else 1 << 30
+    found = sorted((Path(out) / "runs" / slug(row)).glob(f"seed*/{task}/samples.png"), key=seed_no)
+    if found:
+        return found[0]
+    published = Path(out) / "samples" / f"{slug(row)}__{task}.png"
+    return published if published.is_file() else None
+
+
+def joint_curves(out: Path) -> list[tuple[str, Path]]:
+    """(caption, file) of the joint metrics' plots (NRDS curves): the first seed's in ``joint/seed<k>/<task>/``,
+    else those ``bench publish`` copied (``joint/<task>__<name>.png``)."""
+    out = Path(out)
+    found: dict[tuple[str, str], Path] = {}
+    for png in sorted(out.glob("joint/seed*/*/*.png"),
+                      key=lambda f: (int(f.parts[-3][4:]) if f.parts[-3][4:].isdigit() else 1 << 30, f.as_posix())):
+        found.setdefault((png.parts[-2], png.stem), png)
+    for png in sorted(out.glob("joint/*__*.png")):
+        task, _, stem = png.stem.partition("__")
+        found.setdefault((task, stem), png)
+    return [(f"{task}, {stem}", p) for (task, stem), p in found.items()]
 
 
 def _img(path: Path, alt: str, cls: str = "") -> str:
@@ -47,13 +76,18 @@ def table_html(long: pd.DataFrame) -> str:
                 cells.append("<td></td>" + ("<td></td>" if has_pub[c] else ""))
                 continue
             r = hit.iloc[0]
-            if r["status"] != "ok":
+            if r["status"] not in ("ok", "degenerate"):
                 cells.append(f'<td title="{html.escape(str(r["reason"]))}">{html.escape(str(r["status"]))}</td>')
             else:
                 ci = ""
                 if "ci_low" in r and not math.isnan(r["ci_low"]):
                     ci = f" <small>[{_num(r['ci_low'])}, {_num(r['ci_high'])}]</small>"
+                if ci and r.get("interval"):
+                    ci += f" <small>{html.escape(str(r['interval']))}</small>"
                 cls = ' class="outside"' if bool(r.get("outside", False)) else ""
+                if r["status"] == "degenerate":
+                    cls = f' class="degenerate" title="{html.escape(str(r["reason"]))}"'
+                    ci += " <small>degenerate</small>"
                 cells.append(f"<td{cls}>{_num(r['mean'])}{ci} <small>n={int(r['n'])}</small></td>")
             if has_pub[c]:
                 cells.append(f"<td>{_num(r['published'])}</td>")
@@ -65,12 +99,13 @@ def claims_html(claims: pd.DataFrame) -> str:
     if not len(claims):
         return ""
     rows = "".join(
-        f'<tr class="{c.verdict.replace(" ", "")}"><td>{html.escape(c.claim)}</td><td>{html.escape(c.source)}</td>'
-        f"<td>{html.escape(c.ours)}</td><td>{html.escape(c.verdict)}</td></tr>" for c in claims.itertuples())
-    return ("<h2>The paper's claims</h2><p>A pair is <i>reproduced</i> when our means are in the claimed order and "
-            "their 95% intervals over seeds do not overlap, <i>reversed</i> when they are in the other order and do "
-            "not overlap, <i>not separated</i> otherwise.</p>"
-            f"<table><tr><th>claim</th><th>source</th><th>ours</th><th>verdict</th></tr>{rows}</table>")
+        f'<tr class="{str(c["verdict"]).replace(" ", "")}"><td>{html.escape(str(c["claim"]))}</td>'
+        f'<td>{html.escape(str(c["source"]))}</td><td>{html.escape(str(c["ours"]))}</td>'
+        f'<td>{html.escape(verdict_text(c))}</td><td>{html.escape(p_text(c.get("p")))}</td>'
+        f'<td>{html.escape(effect_text(c))}</td></tr>' for c in claims.to_dict("records"))
+    return (f"<h2>The paper's claims</h2><p>{html.escape(EXPLAINED).replace('*', '')}</p>"
+            "<table><tr><th>claim</th><th>source</th><th>ours</th><th>verdict</th><th>p</th><th>effect</th></tr>"
+            f"{rows}</table>")
 
 
 def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, protocols: dict[str, str],
@@ -84,8 +119,10 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
              f"<code>{html.escape(s.dataset)}</code> · tasks {html.escape(', '.join(s.tasks))}</p>"]
     if s.reference:
         parts.append(f"<p>reproduces: {html.escape(s.reference)}</p>")
-    parts += ["<h2>Results</h2><p>Ours: mean over seeds with its 95% interval (bootstrap for n &ge; 3); red: the "
-              "paper's value lies outside our interval.</p>", table_html(long)]
+    parts += ["<h2>Results</h2><p>Ours: mean over seeds with its 95% Student t interval of the mean (t95; "
+              "'clipped' where cut to the metric's range); red: the paper's value lies outside our interval; "
+              "italic: a degenerate run (constant or collapsed outputs), shown but not a result.</p>",
+              table_html(long)]
     parts.append(claims_html(claims))
     if len(agree):
         parts += ["<h2>Ranking agreement with the paper</h2>", agree.to_html(index=False, float_format="%.3f")]
@@ -96,12 +133,22 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
     grids = []
     for row in dict.fromkeys(long["row"]) if len(long) else []:
         for task in s.tasks:
-            found = sorted((out / "runs" / slug(row)).glob(f"seed*/{task}/samples.png"))
-            if found:
-                grids.append(f"<figure>{_img(found[0], f'{row} / {task}', 'grid')}<figcaption>{html.escape(row)} / "
-                             f"{html.escape(task)} ({found[0].parts[-3]})</figcaption></figure>")
+            found = sample_grid(out, row, task)
+            if found is not None:
+                seed = f" ({found.parts[-3]})" if found.name == "samples.png" else " (first seed)"
+                grids.append(f"<figure>{_img(found, f'{row} / {task}', 'grid')}<figcaption>{html.escape(row)} / "
+                             f"{html.escape(task)}{seed}</figcaption></figure>")
     if grids:
         parts += ["<h2>Samples</h2>"] + grids
+    curves = joint_curves(out)
+    if curves:
+        parts += ["<h2>Joint metrics' curves</h2>"] + [
+            f"<figure>{_img(p, cap)}<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, p in curves]
+    degenerate = long[long["status"] == "degenerate"].drop_duplicates(["row", "task", "reason"]) if len(long) \
+        else long
+    if len(degenerate):
+        parts += ["<h2>Degenerate runs</h2><ul>"] + [f"<li>{html.escape(f'{r.row} / {r.column}: {r.reason}')}</li>"
+                                                     for r in degenerate.itertuples()] + ["</ul>"]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"]) if len(long) else long
     if len(failed):
         parts += ["<h2>Failed runs</h2><ul>"] + [f"<li>{html.escape(f'{r.row} / {r.task}: {r.reason}')}</li>"

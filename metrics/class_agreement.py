@@ -107,6 +107,7 @@ class ClassAgreementScorer(Scorer):
     keys: ClassVar[tuple[str, ...]] = ("class_acc",)
     outputs: ClassVar[tuple[str, ...]] = ("image",)
     higher_is_better: ClassVar[tuple[str, ...]] = ("class_acc",)
+    ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {"class_acc": (0.0, 1.0), "recognised": (0.0, 1.0)}
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)

@@ -182,6 +182,8 @@ class DepthScorer(Scorer):
     keys = KEYS
     outputs = ("depth",)
     higher_is_better = ("delta1", "delta2", "delta3")
+    ranges = {**{k: (0.0, None) for k in ("rel", "sq_rel", "rms", "rms_log", "log10")},
+              **{k: (0.0, 1.0) for k in ("delta1", "delta2", "delta3")}}
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)

@@ -225,6 +225,7 @@ class DiversityScorer(Scorer):
     keys: ClassVar[tuple[str, ...]] = ("ms_ssim", "ms_ssim_real")
     outputs: ClassVar[tuple[str, ...]] = ("image",)
     higher_is_better: ClassVar[tuple[str, ...]] = ()
+    ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {"ms_ssim": (0.0, 1.0)}
     OPTIONS: ClassVar[tuple[str, ...]] = ("pairs", "seed")
     VALUE_RANGE: ClassVar[tuple[float, float]] = (0.0, 255.0)     # the stored uint8 images
 

@@ -339,6 +339,7 @@ class FIDScorer(Scorer):
     keys = ("fid", "kid", "is", "fid_class_mean")
     outputs = ("image",)
     higher_is_better = ("is",)
+    ranges = {"fid": (0.0, None), "fid_class_mean": (0.0, None), "is": (1.0, None)}   # KID's estimate may be < 0
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)

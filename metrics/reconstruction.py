@@ -129,6 +129,8 @@ class ReconstructionScorer(Scorer):
     keys = ("l1", "l2", "l1_pct", "l2_pct", "psnr", "ssim")
     outputs = ("image",)
     higher_is_better = ("psnr", "ssim")
+    ranges = {"l1": (0.0, None), "l2": (0.0, None), "l1_pct": (0.0, 100.0), "l2_pct": (0.0, 100.0),
+              "psnr": (0.0, None), "ssim": (-1.0, 1.0)}
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)

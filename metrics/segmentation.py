@@ -139,6 +139,7 @@ class SegmentationScorer(Scorer):
     keys = ("pixel_acc", "mean_class_acc", "mean_iou")
     outputs = ("labels",)
     higher_is_better = ("pixel_acc", "mean_class_acc", "mean_iou")
+    ranges = {"pixel_acc": (0.0, 1.0), "mean_class_acc": (0.0, 1.0), "mean_iou": (0.0, 1.0)}
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)

@@ -25,12 +25,32 @@ def data_root() -> Path:
     return root
 
 
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return os.environ.get("BENCH_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "bench-cache")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep derived artefacts (unpacked data, trained scorers) out of the user's home during tests."""
-    cache = os.environ.get("BENCH_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "bench-cache")
-    monkeypatch.setenv("BENCH_CACHE_DIR", cache)
+    monkeypatch.setenv("BENCH_CACHE_DIR", _cache_dir(tmp_path_factory))
     monkeypatch.setenv("BENCH_DATA_ROOT", str(_data_root()))
+
+
+#: what the ``quickstart_tiny`` fixture runs (``bench`` + these + ``--out DIR``): the README's regression recipe
+#: (tests/test_regress.py checks that its first line is this) with output-only flags
+QUICKSTART_TINY_RUN = ("run", "quickstart", "--profile", "tiny", "--deterministic", "--no-progress", "--device", "cpu")
+
+
+@pytest.fixture(scope="session")
+def quickstart_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One clean ``bench run quickstart --profile tiny --deterministic`` on the CPU (~20 s), run once per session
+    and shared by the tests that read it (the golden numbers, the regression recipe). Read it; never write to it."""
+    from suite_helpers import bench
+    out = tmp_path_factory.mktemp("quickstart-tiny") / "q"
+    # a session fixture starts before the autouse fixtures above: the same cache and data, by hand
+    env = {"BENCH_CACHE_DIR": _cache_dir(tmp_path_factory), "BENCH_DATA_ROOT": str(_data_root())}
+    bench(*QUICKSTART_TINY_RUN, "--out", str(out), env=env, check=True)
+    return out
 
 
 @pytest.fixture(autouse=True)

@@ -73,3 +73,15 @@ def popen_bench(*args: str, env: dict | None = None) -> subprocess.Popen:
     e.setdefault("OMP_NUM_THREADS", "2")
     return subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=REPO, env=e,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+SCORED = ("ok", "degenerate")
+
+
+def assert_scored(board) -> None:
+    """Every cell of a leaderboard frame was scored: ok, or degenerate (the sanity gate's verdict on a model
+    trained for a few steps: its numbers are kept, with the gate's reason)."""
+    bad = board[~board["status"].isin(SCORED)]
+    assert not len(bad), bad[[c for c in ("row", "metric", "status", "reason") if c in board]]
+    deg = board[board["status"] == "degenerate"]
+    assert deg["reason"].astype(str).str.contains("constant output|collapsed output").all(), deg["reason"].tolist()

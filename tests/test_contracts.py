@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from bench.checkpoint import CHECKPOINTS_DIR, STATE, WEIGHTS
 from bench.cli import main
 from bench.schema import slug
-from suite_helpers import toml_dump
+from suite_helpers import toml_dump, assert_scored
 
 TINY = {"steps": 2, "image_size": 32, "batch_size": 2, "train_subset": 8, "eval_subset": 8, "eval_batch_size": 4,
         "checkpoint_every": 1, "keep_checkpoints": 3, "log_every": 1, "flip": False,
@@ -105,7 +105,7 @@ def test_shape_trains_resumes_bit_exactly_and_scores(key, tmp_path):
             assert s["logged"] in (run.parent / s["task"] / "scalars.csv").read_text().splitlines()[0]
     _bench("run", str(suite), "--out", str(a), "--resume")
     board = pd.read_csv(a / "leaderboard.csv")
-    assert (board["status"] == "ok").all(), board[board["status"] != "ok"][["row", "metric", "reason"]]
+    assert_scored(board)
     assert board["mean"].map(lambda v: torch.isfinite(torch.tensor(v)).item()).all()
     for row in s["rows"]:
         cols = set(board[board["row"] == row["name"]]["metric"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite_helpers import bench, quickstart_variant
+from suite_helpers import SCORED, bench, quickstart_variant
 
 ROW = "4-Layer Concat + SN"
 FAULT_SUITE = dict(suite={"name": "faults", "tasks": ["photo2depth", "photo2labels"]},
@@ -100,7 +100,7 @@ def test_blown_up_models_are_failed_rows_not_ranked(tmp_path):
     bench("--plugin", "fault_plugin", "run", str(suite), "--profile", "tiny", "--out", str(out), "--no-progress",
           "--device", "cpu", env={"PYTHONPATH": str(tmp_path)}, check=True)
     board = pd.read_csv(out / "leaderboard.csv").set_index("row")
-    assert board.loc["Fine", "status"] == "ok"
+    assert board.loc["Fine", "status"] in SCORED                          # scored (6 steps: maybe degenerate)
     huge = board.loc["Huge lr"]
     assert huge["status"] == "failed" and "exceeds explode_above = 1000" in huge["reason"]
     assert board.loc["Inf BN", "status"] == "failed"

@@ -9,7 +9,7 @@ import pytest
 
 from bench.config import load_suite
 from bench.registry import SUITES
-from suite_helpers import REPO, bench
+from suite_helpers import REPO, bench, assert_scored
 
 PAPERS = REPO.parent / "shared" / "design" / "papers.md"
 TABLES = {1: ("fusion-table1", "labels2photo", ["mean_iou", "pixel_acc"]),
@@ -54,7 +54,7 @@ def test_smoke_profile_runs_on_the_shared_data(n, data_root, tmp_path):
     board = pd.read_csv(out / "leaderboard.csv")
     suite = load_suite(SUITES.get(name))
     assert list(dict.fromkeys(board["row"])) == [r.name for r in suite.rows]
-    assert (board["status"] == "ok").all(), board[board["status"] != "ok"][["row", "reason"]]
+    assert_scored(board)
     assert board["mean"].notna().all()
     shown = board[board["metric"].isin(metrics)]
     assert shown["published"].notna().all()

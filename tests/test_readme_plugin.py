@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from suite_helpers import REPO, bench
+from suite_helpers import REPO, bench, assert_scored
 
 
 def readme_block(name: str) -> str:
@@ -25,7 +25,7 @@ def test_the_readme_plugin_runs_as_rows_of_a_custom_suite(tmp_path):
     bench("--plugin", "my_plugin", "run", "my_suite.toml", "--out", str(out), "--no-progress", "--device", "cpu",
           cwd=tmp_path, env=env, check=True)
     board = pd.read_csv(out / "leaderboard.csv").set_index(["row", "metric"])
-    assert (board["status"] == "ok").all()
+    assert_scored(board.reset_index())
     for row in ("PatchGAN (pix2pix)", "Tiny concat + softplus hinge"):
         assert 0 <= board.loc[(row, "colour_shift"), "mean"] < 1          # the plug-in metric
         assert board.loc[(row, "l1"), "mean"] > 0                         # a built-in metric beside it

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite_helpers import bench, popen_bench, quickstart_variant
+from suite_helpers import SCORED, bench, popen_bench, quickstart_variant, assert_scored
 
 ROW = "4-Layer Concat + SN"
 ARGS = ("run", "quickstart", "--profile", "tiny", "--rows", ROW, "--deterministic", "--no-progress",
@@ -37,7 +37,7 @@ def test_run_writes_the_promised_files(reference_run):
         assert (out / f).is_file(), f
     board = _board(out)
     assert set(board["task"]) == {"labels2photo", "photo2labels", "photo2depth"}
-    assert (board["status"] == "ok").all()
+    assert_scored(board)
     assert board["mean"].notna().all() and (board["mean"].abs() < 1e6).all()
     assert (out / "runs" / "4-layer-concat-sn" / "seed0" / "photo2depth" / "checkpoints").is_dir()
     assert "4-Layer Concat + SN" in (out / "leaderboard.md").read_text()
@@ -122,7 +122,7 @@ def test_plugin_discriminator_runs_as_a_row_and_divergence_is_recorded(tmp_path)
     bench("--plugin", "outside_plugin", "run", str(suite), "--profile", "tiny", "--out", str(out),
           "--no-progress", "--device", "cpu", env=env, check=True)
     board = _board(out).set_index(["row", "metric"])
-    assert board.loc[("Outside D", "rel"), "status"] == "ok"
+    assert board.loc[("Outside D", "rel"), "status"] in SCORED           # scored (a 6-step model may be degenerate)
     assert board.loc[("Outside D", "rel"), "mean"] > 0
     failed = board.loc[("NaN D", "rel")]
     assert failed["status"] == "failed"

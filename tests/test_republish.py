@@ -1,0 +1,49 @@
+"""`bench republish`: a committed result folder's leaderboard, claims and report rebuilt from its own store
+(nothing trained), its RUN.md notes kept and the republication recorded; and `bench publish`'s links."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from bench.cli import main
+from leaderboards.claims import COLUMNS
+from suite_helpers import REPO
+
+COMMITTED = REPO / "leaderboards" / "results" / "decoupled-table4" / "cpu"
+
+
+def test_republish_rebuilds_from_the_store_and_keeps_the_notes(tmp_path, capsys):
+    dest = tmp_path / "cpu"
+    shutil.copytree(COMMITTED, dest)
+    notes = (COMMITTED / "RUN.md").read_text().split("\n## Judges\n")[0].split("\n## Republished")[0].rstrip()
+    store_bytes = (dest / "results.sqlite").read_bytes()
+    assert main(["republish", str(dest), "--why", "first"]) == 0
+    assert main(["republish", str(dest), "--why", "second"]) == 0
+    capsys.readouterr()
+    assert (dest / "results.sqlite").read_bytes() == store_bytes           # the records are not touched
+    claims = pd.read_csv(dest / "claims.csv")
+    assert list(claims.columns) == COLUMNS and claims["p"].between(0, 1).all()
+    board = pd.read_csv(dest / "leaderboard.csv")
+    ok = board[board["status"] == "ok"]
+    assert (ok["interval"].str.startswith("t95")).all()
+    nrds = ok[ok["metric"] == "nrds"]
+    assert (nrds["ci_low"] >= 0).all() and (nrds["ci_high"] <= 1).all()  # clipped to NRDS's range
+    md = (dest / "leaderboard.md").read_text()
+    for png in sorted((dest / "samples").glob("*.png")) + sorted((dest / "joint").glob("*.png")):
+        assert f"]({png.relative_to(dest).as_posix()})" in md              # the published pictures, linked
+    assert "runs/" not in md
+    run = (dest / "RUN.md").read_text()
+    assert run.startswith(notes)                                          # what was written stays
+    assert run.count("## Judges") == 1 and run.count("## Republished") == 1
+    lines = [ln for ln in run.split("## Republished", 1)[1].splitlines() if ln.startswith("- ")]
+    assert len(lines) == 2 and lines[0].endswith(": first") and lines[1].endswith(": second")
+    assert "bench republish" in lines[1] and str(tmp_path) not in run     # no machine paths
+
+
+def test_republish_refuses_a_folder_without_a_store(tmp_path, capsys):
+    assert main(["republish", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no results.sqlite" in err
