@@ -158,8 +158,28 @@ def reason(values: dict[str, float]) -> str:
         return ""
     spread = values.get("spread_ratio", math.nan)
     if spread < SPREAD_MIN:
-        return f"constant output (spread {spread:.2%} of the real data's)"
-    return f"collapsed output (pairwise distance {values.get('pairwise_ratio', math.nan):.1%} of the real data's)"
+        return f"constant output (spread {_pct(spread)} of the real data's)"
+    return f"collapsed output (pairwise distance {_pct(values.get('pairwise_ratio', math.nan))} of the real data's)"
+
+
+def _pct(x: float) -> str:
+    """A share as a percentage to two significant digits (0.0012%, 3.8%, 0%)."""
+    return f"{100 * x:.2g}%"
+
+
+def summary(flagged: list[dict[str, float]], seeds: int) -> str:
+    """One reason for a cell from its flagged seeds' gate values, e.g. "constant output in 3 of 3 seed(s)
+    (spread at most 0.01% of the real data's)"."""
+    const = [v.get("spread_ratio", math.nan) for v in flagged if v.get("spread_ratio", math.nan) < SPREAD_MIN]
+    coll = [v.get("pairwise_ratio", math.nan) for v in flagged if not v.get("spread_ratio", math.nan) < SPREAD_MIN]
+    parts = []
+    if const:
+        parts.append(f"constant output in {len(const)} of {seeds} seed(s) (spread at most {_pct(max(const))} of the "
+                     "real data's)")
+    if coll:
+        parts.append(f"collapsed output in {len(coll)} of {seeds} seed(s) (pairwise distance at most "
+                     f"{_pct(max(coll))} of the real data's)")
+    return "; ".join(parts)
 
 
 def split_key(metric: str) -> tuple[str, str, str] | None:

@@ -67,8 +67,7 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
                     flagged = degenerate_seeds(g_task, metric, seeds)
                     if flagged:
                         status = "degenerate"
-                        reason = (f"{'; '.join(sorted(set(flagged.values())))} in {len(flagged)} of {len(seeds)} "
-                                  "seed(s)")
+                        reason = gates.summary(list(flagged.values()), len(seeds))
                 out.append({"row": row.name, "column": f"{task}/{metric}" if metric else task, "task": task,
                             "metric": metric,
                             "mean": mean, "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
@@ -78,8 +77,8 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=LONG_COLUMNS)
 
 
-def degenerate_seeds(gate_recs: pd.DataFrame, metric: str, seeds: set) -> dict[int, str]:
-    """Seed -> the gate's reason, for the seeds whose output behind ``metric`` (its ``@output`` suffix, else
+def degenerate_seeds(gate_recs: pd.DataFrame, metric: str, seeds: set) -> dict[int, dict[str, float]]:
+    """Seed -> the gate's values, for the seeds whose output behind ``metric`` (its ``@output`` suffix, else
     ``y``; at the same ``[eN]`` checkpoint) the gate flagged degenerate."""
     if not len(gate_recs) or not metric:
         return {}
@@ -96,9 +95,8 @@ def degenerate_seeds(gate_recs: pd.DataFrame, metric: str, seeds: set) -> dict[i
             parts = gates.split_key(str(key))
             if parts and parts[1] == output and parts[2] == epoch:
                 vals[parts[0]] = float(v)
-        why = gates.reason(vals)
-        if why:
-            out[int(seed)] = why
+        if gates.reason(vals):
+            out[int(seed)] = vals
     return out
 
 
@@ -311,12 +309,12 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
         lines += ["", "## Published claims", "", EXPLAINED, "",
                   shown[["claim", "source", "ours", "verdict", "p", "effect"]].map(_md_cell)
                   .to_markdown(index=False)]
-    degenerate = long[long["status"] == "degenerate"].drop_duplicates(["row", "task", "reason"])
+    degenerate = long[long["status"] == "degenerate"].drop_duplicates(["row", "task"])
     if len(degenerate):
         lines += ["", "## Degenerate runs", "", "Their numbers are shown but are not results: the sanity gate "
                   "(constant or collapsed outputs on the test inputs; `bench.gates`) flagged them, and a claim that "
                   "needs them is untestable.", ""]
-        lines += [f"- {r.row} / {r.column}: {r.reason}" for r in degenerate.itertuples()]
+        lines += [f"- {_md_cell(r.row)} / {r.task}: {r.reason}" for r in degenerate.itertuples()]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"])
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- {r.row} / {r.task}: {r.reason}" for r in failed.itertuples()]

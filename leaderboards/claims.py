@@ -107,7 +107,8 @@ def _pairs(suite: Suite, c, records: pd.DataFrame | None, bounds: tuple | None =
                 [_shown(n, vals[n], bounds) for n in dict.fromkeys(needed)], needed)
     sides = group_values(suite, c, records)
     labels = [f"{st} of ({', '.join(g)})" for g, st in zip(c.groups, c.statistic)]
-    shown = [_shown(f"{st} of {len(g)} rows", v) for g, st, v in zip(c.groups, c.statistic, sides)]
+    shown = [_shown(f"{st} of {len(g)} rows", v, (0.0, None) if st == "std" else bounds)
+             for g, st, v in zip(c.groups, c.statistic, sides)]
     return [(labels[0], labels[1], sides[0], sides[1])], shown, needed
 
 

@@ -144,10 +144,9 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
     if curves:
         parts += ["<h2>Joint metrics' curves</h2>"] + [
             f"<figure>{_img(p, cap)}<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, p in curves]
-    degenerate = long[long["status"] == "degenerate"].drop_duplicates(["row", "task", "reason"]) if len(long) \
-        else long
+    degenerate = long[long["status"] == "degenerate"].drop_duplicates(["row", "task"]) if len(long) else long
     if len(degenerate):
-        parts += ["<h2>Degenerate runs</h2><ul>"] + [f"<li>{html.escape(f'{r.row} / {r.column}: {r.reason}')}</li>"
+        parts += ["<h2>Degenerate runs</h2><ul>"] + [f"<li>{html.escape(f'{r.row} / {r.task}: {r.reason}')}</li>"
                                                      for r in degenerate.itertuples()] + ["</ul>"]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"]) if len(long) else long
     if len(failed):
