@@ -152,9 +152,11 @@ def judge_notes(out: Path) -> list[str]:
     db = Path(out) / RESULTS
     found = judges(ResultStore(db)) if db.is_file() else []
     lines = ["## Judges", "", "The weights (sha256) of every learned scorer (pretrained, or trained by the bench) "
-             "named by the protocols of the latest records, per task and metric. The bench trains its own judges "
-             "with 1 thread and deterministic algorithms (the NRDS classifier on the scoring device, the others on "
-             "the CPU), so `--threads` and `--jobs` do not change them.", ""]
+             "named by the protocols of the latest records, per task and metric: numbers measured by different "
+             "judges never share a protocol hash. The bench trains its own judges with 1 thread and deterministic "
+             "algorithms (the NRDS classifier, trained anew per seed, on the scoring device; the others on the "
+             "CPU), so `--threads` and `--jobs` do not change them; results made before that rule (November 2026) "
+             "say so in their notes.", ""]
     if not found:
         return lines + ["(no protocol in the results store names a judge's sha256)", ""]
     lines += ["| task | metric | judge | sha256 |", "|---|---|---|---|"]
