@@ -297,7 +297,7 @@ def _results_table(results: list[Result]) -> Table:
 
 
 def _seeds(board: pd.DataFrame) -> int:
-    ok = board[board["status"] == "ok"] if "status" in board else board
+    ok = board[board["status"].isin(["ok", "degenerate"])] if "status" in board else board   # seeds that ran
     return int(ok["n"].max()) if len(ok) else 0
 
 
