@@ -134,3 +134,13 @@ def test_a_constant_generator_is_degenerate_and_a_nan_one_fails_the_others_are_s
     fine_rel = recs[(recs["row"] == "Fine") & (recs["metric"] == "rel")]
     assert "quantised to 8 bits" in store.protocol(fine_rel.iloc[0]["protocol_hash"])["output_domain"]
     assert "degenerate" in r.stderr
+
+
+def test_scored_outputs_put_what_scorers_read_in_the_saved_form():
+    from bench.score import scored_outputs
+    outs = {"y": torch.tensor([[[[1.7, -0.3]]]]), "y_rec": torch.tensor([[[[1.7, -0.3]]]]), "z": torch.tensor([9.0])}
+    got = scored_outputs(outs, {"y": ("image", "rgb"), "y_rec": ("depth", "rgb")}, "test batch 0")
+    assert torch.equal(got["y"], gates.saved_form(outs["y"], "image")) and got["y"].max() == 1.0
+    assert got["y_rec"].max() == 1.0 and torch.equal(got["z"], outs["z"])       # unread outputs untouched
+    with pytest.raises(Exception, match="output 'y' holds 1 NaN/inf values at test batch 0"):
+        scored_outputs({"y": torch.tensor([math.nan])}, {"y": ("image", "rgb")}, "test batch 0")

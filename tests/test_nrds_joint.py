@@ -71,8 +71,11 @@ def test_protocol_records_the_options():
 def test_decoupled_suites_smoke(tmp_path: Path, suite: str, task: str, models: int, decoupled: str):
     out = tmp_path / suite
     bench("run", suite, "--profile", "smoke", "--seeds", "1", "--out", str(out), "--no-progress", check=True)
-    recs = ResultStore(out / "results.sqlite").frame(metric="nrds")
+    store = ResultStore(out / "results.sqlite")
+    recs = store.frame(metric="nrds")
     assert len(recs) == models and recs["value"].sum() == pytest.approx(1.0)     # one classifier for all
+    # NRDS judges what a saved image would hold, as every other scorer does (issue 20: it took raw outputs)
+    assert "quantised to 8 bits" in store.protocol(recs.iloc[0]["protocol_hash"])["output_domain"]
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board[board["metric"] == "nrds"]["published"].notna()) == {True}
     claims = pd.read_csv(out / "claims.csv")
