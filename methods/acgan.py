@@ -15,10 +15,13 @@ method                D minimises                             G minimises
 The original AC-GAN's G loss also holds L_cls(real), a constant for G (no gradient reaches G through
 it): it is left out. ``acgan`` weighs the class terms 1 (the original sums them), the modified forms
 ``lambda_cls`` = 0.1 (the authors' code). ``adversarial = false`` drops L_adv (the paper's runs
-without adversarial loss). Fake samples are drawn for the labels of the real batch (the class prior
-of the data, imbalanced sets included) with latents that are a pure function of (seed, step).
-Mixed batch training (``mixed_share``, :mod:`methods.mixed_batch`) is an option of every variant;
-when on, G's step sees the same mix (only its generated part enters G's loss).
+without adversarial loss). G's conditions (``fake_labels``) are drawn uniformly over the classes, as the
+authors' code does (CAGAN ``ctg_ltn_dist``, CAGAN-MNIST ``Train.py``), or copied from the real batch
+(``"real"``: then G's conditions follow the data's class prior, imbalanced sets included, and a real and a
+generated batch have the same condition distribution); labels and latents are a pure function of
+(seed, step). Mixed batch training (``mixed_share``, :mod:`methods.mixed_batch`) is an option of every
+variant, as the authors' two complementary batches (``mixed_batches = 2``, every sample used) or one;
+when on, G's step sees the same mix (only the generated samples enter G's loss).
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ from bench.registry import LOSSES
 from bench.tasks import TaskSpec
 from methods.grad import frozen
 from methods.init import check_options, init_weights
-from methods.mixed_batch import MixedBatch, mixed_forward
+from methods.mixed_batch import MixedBatch, complementary_forward, mixed_forward
 from methods.optim import adam
+
+FAKE_LABELS = ("uniform", "real")
 
 
 @dataclass
@@ -52,20 +57,28 @@ class ClassGANOptions:
     beta1: float = 0.5
     beta2: float = 0.999
     init_gain: float = 0.02
+    fake_labels: str = "uniform"     # G's conditions: "uniform" (the authors' code) | "real" (the real batch's)
     mixed_share: float = 0.0         # real share of every D batch (0: off; the paper: 0.5)
-    mixed_start: float = 0.0         # > 0: grow the share from this value ...
-    mixed_growth: float = 0.0        # ... by this much per epoch, up to mixed_share (the authors: 0.01, 0.01)
+    mixed_batches: int = 2           # 2: the authors' complementary pair, every sample used; 1: one batch
+    mixed_start: float = 0.0         # with mixed_growth > 0: the share at epoch 0 (the authors: 0) ...
+    mixed_growth: float = 0.0        # ... growing by this much per epoch up to mixed_share (the authors: 0.01)
 
     def __post_init__(self) -> None:
         check_options(self, positive=("lr_g", "lr_d", "init_gain"), at_least_one=("z_dim", "ngf", "ndf"),
-                      unit=("beta1", "beta2", "mixed_share", "mixed_start"))
-        if self.mixed_start and not self.mixed_share:
-            raise ConfigError("option 'mixed_start' needs mixed_share > 0 (the share it grows to)")
+                      non_negative=("mixed_growth",), unit=("beta1", "beta2", "mixed_share", "mixed_start"))
+        if self.fake_labels not in FAKE_LABELS:
+            raise ConfigError(f"option 'fake_labels' must be one of {', '.join(FAKE_LABELS)}, not "
+                              f"'{self.fake_labels}'")
+        if (self.mixed_start or self.mixed_growth) and not self.mixed_share:
+            raise ConfigError("options 'mixed_start' / 'mixed_growth' need mixed_share > 0 (the share they grow to)")
+        if self.mixed_share:
+            self.mixed()                # the schedule's own checks, at parse time
 
     def mixed(self) -> MixedBatch | None:
         if not self.mixed_share:
             return None
-        return MixedBatch(self.mixed_share, self.mixed_start or None, self.mixed_growth)
+        start = self.mixed_start if self.mixed_growth else None
+        return MixedBatch(self.mixed_share, start, self.mixed_growth, self.mixed_batches)
 
 
 class ClassConditionalGAN(MethodAdapter):
@@ -129,21 +142,33 @@ class ClassConditionalGAN(MethodAdapter):
 
     def _terms(self, real: torch.Tensor, fake: torch.Tensor, y_real: torch.Tensor, y_fake: torch.Tensor,
                step: int, need_real: bool = True) -> tuple[AdvTerms, torch.Tensor, torch.Tensor]:
-        """D's outputs on real and generated samples: separate batches, or one mixed batch."""
+        """D's outputs on real and generated samples: separate batches, or mixed ones (returns the terms and
+        the labels of the samples they hold, in the terms' order)."""
         if self.mixed is None:
             d_real = self._critic(real) if need_real else None
             return AdvTerms(self._critic, real, fake, d_real, self._critic(fake)), y_real, y_fake
         share = self.mixed.real_share(self.ctx.epoch(step * self.d_steps_per_g))
         with self.ctx.autocast():
+            if self.mixed.batches == 2:
+                d_real, d_fake, _ = complementary_forward(self.D, real, fake, share)
+                return AdvTerms(self._critic, real, fake, d_real, d_fake), y_real, y_fake
             d_real, d_fake, k, m = mixed_forward(self.D, real, fake, share)
         return AdvTerms(self._critic, real[:k], fake[:m], d_real, d_fake), y_real[:k], y_fake[:m]
 
+    def fake_conditions(self, labels: torch.Tensor, step: int) -> torch.Tensor:
+        """G's conditions for a step whose real batch has ``labels`` (``fake_labels``)."""
+        if self.options.fake_labels == "real":
+            return labels
+        g = self.ctx.generator(step, "labels")
+        return torch.randint(0, self.num_classes, (len(labels),), generator=g).to(labels.device)
+
     def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
         real, labels = self.task.y(batch), self.task.get(self.class_field, batch)
+        y_fake = self.fake_conditions(labels, step)
         z = torch.randn(len(labels), self.options.z_dim, generator=self.ctx.generator(step, "z"))
         with torch.set_grad_enabled(update_g):
-            fake = self._generate(labels, z)
-        t, yr, yf = self._terms(real, fake.detach(), labels, labels, step)
+            fake = self._generate(y_fake, z)
+        t, yr, yf = self._terms(real, fake.detach(), labels, y_fake, step)
         loss_d, parts_d = self.d_objective(t, yr, yf)
         opt = self.optimizers["D"]
         opt.zero_grad(set_to_none=True)
@@ -152,7 +177,7 @@ class ClassConditionalGAN(MethodAdapter):
         out = {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v.detach() for k, v in parts_d.items()}}
         if update_g:
             with frozen(self.D):
-                t, yr, yf = self._terms(real, fake, labels, labels, step, need_real=False)
+                t, yr, yf = self._terms(real, fake, labels, y_fake, step, need_real=False)
                 loss_g, parts_g = self.g_objective(t, yr, yf)
                 opt = self.optimizers["G"]
                 opt.zero_grad(set_to_none=True)

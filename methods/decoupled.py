@@ -18,7 +18,9 @@ Both forms share one training step; a variant conditioned on more than the laten
 :mod:`methods.caae`) overrides its hooks: ``condition``, ``decoder_input``, ``critic``, ``d_objective``,
 ``g_objective`` and ``d_groups``.
 
-Defaults follow the authors' code: Adam 2e-4, beta1 0.5, 5x5 kernels, batch norm in ED and D, latent 50.
+Defaults follow the authors' code: Adam 2e-4, beta1 0.5, 5x5 kernels, batch norm in ED and D, latent 50,
+weights N(0, 0.02). ``init = "fan-in"`` (He) is for nets without batch norm at widths far below the paper's:
+there N(0, 0.02) leaves the output constant (see :func:`methods.init.init_fan_in`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from bench.errors import ConfigError
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
 from methods.grad import frozen
-from methods.init import NORM_KINDS, check_options, init_weights
+from methods.init import INITS, NORM_KINDS, check_options, initialise
 from methods.optim import adam
 
 
@@ -52,10 +54,13 @@ class DecoupledOptions:
     beta1: float = 0.5
     beta2: float = 0.999
     init_gain: float = 0.02
+    init: str = "normal"              # "normal": N(0, init_gain) (the authors' DCGAN code); "fan-in": He init
 
     def __post_init__(self) -> None:
         check_options(self, positive=("lr", "init_gain"), at_least_one=("z_dim", "width", "ndf"),
                       non_negative=("lambda_adv", "lambda_rec"), unit=("beta1", "beta2"))
+        if self.init not in INITS:
+            raise ConfigError(f"option 'init' must be one of {', '.join(INITS)}, not '{self.init}'")
         for k in ("norm", "d_norm"):
             if getattr(self, k) not in NORM_KINDS:
                 raise ConfigError(f"option '{k}' must be one of {', '.join(NORM_KINDS)}, not '{getattr(self, k)}'")
@@ -88,7 +93,7 @@ class EDGAN(MethodAdapter):
 
     @classmethod
     def init_component(cls, slot: str, module: nn.Module, o: DecoupledOptions) -> None:
-        init_weights(module, o.init_gain)
+        initialise(module, o.init, o.init_gain)
 
     def __init__(self, options: DecoupledOptions, task: TaskSpec, ctx: TrainContext,
                  components: dict[str, nn.Module]):

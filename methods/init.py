@@ -70,6 +70,38 @@ def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
     return module
 
 
+@torch.no_grad()
+def init_fan_in(module: nn.Module) -> nn.Module:
+    """He initialisation (fan-in scaled, ReLU gain; He et al. 2015) of every linear-map weight, biases 0, norm
+    scales 1: the output variance of a ReLU net then stays of order 1 at any width, where N(0, 0.02) shrinks it
+    by ``0.02^2 * fan_in`` per layer (a 3-layer encoder-decoder at width 16 outputs one image, ~1e-6 apart)."""
+    for m in module.modules():
+        if isinstance(m, LINEAR_LAYERS):
+            w = _raw_weight(m)
+            if w is not None:
+                nn.init.kaiming_normal_(w, a=0.0, mode="fan_in", nonlinearity="relu")
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, NORM_LAYERS):
+            if getattr(m, "weight", None) is not None:
+                nn.init.ones_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+INITS: tuple[str, ...] = ("normal", "fan-in")
+
+
+def initialise(module: nn.Module, kind: str, std: float = 0.02) -> nn.Module:
+    """``"normal"``: :func:`init_weights` with ``std`` (DCGAN / pix2pix); ``"fan-in"``: :func:`init_fan_in`."""
+    if kind == "normal":
+        return init_weights(module, std)
+    if kind == "fan-in":
+        return init_fan_in(module)
+    raise ConfigError(f"unknown init '{kind}'; choose one of: {', '.join(INITS)}")
+
+
 def has_spectral_norm(module: nn.Module) -> bool:
     """Whether ``module`` (itself, not its children) carries a spectral-norm parametrisation."""
     if not parametrize.is_parametrized(module, "weight"):

@@ -104,6 +104,8 @@ def test_mixed_batch_sizes_and_schedule():
     assert split_sizes(32, 0.5) == (16, 16) and split_sizes(10, 0.01) == (1, 9) and split_sizes(4, 0.99) == (3, 1)
     grow = MixedBatch(0.5, start=0.01, growth=0.01)
     assert [grow.real_share(e) for e in (0, 1, 48, 49, 80)] == pytest.approx([0.01, 0.02, 0.49, 0.5, 0.5])
+    authors = MixedBatch(0.5, start=0.0, growth=0.01)                 # min(0.01 * epoch, 0.5): no mixing at first
+    assert [authors.real_share(e) for e in (0, 1, 50, 60)] == pytest.approx([0.0, 0.01, 0.5, 0.5])
     assert MixedBatch(0.3).real_share(7) == 0.3
     with pytest.raises(ConfigError):
         MixedBatch(1.0)
@@ -143,22 +145,65 @@ class _SpyD(nn.Module):
         return {"logits": self.adv(h), "cls": self.cls(h)}
 
 
-@pytest.mark.parametrize("name", ["cagan", "acgan-mod"])
-def test_every_d_batch_keeps_the_mixed_share(name):
+def _tiny(name: str, **options):
     for n, c in (("test-tiny-cgen", _TinyG), ("test-spy-heads", _SpyD)):
-        (GENERATORS if n.endswith("cgen") else DISCRIMINATORS).register(n, c)
+        if n not in (GENERATORS if n.endswith("cgen") else DISCRIMINATORS):
+            (GENERATORS if n.endswith("cgen") else DISCRIMINATORS).register(n, c)
     from bench.build import build_method
     ctx = TrainContext(torch.device("cpu"), image_size=8, steps_per_epoch=10)
-    ad = build_method(name, {"z_dim": 3, "mixed_share": 0.25, "ngf": 4, "ndf": 4}, TASK, ctx,
-                      {"G": {"name": "test-tiny-cgen"}, "D": {"name": "test-spy-heads"}}, image_size=8)
+    return build_method(name, {"z_dim": 3, "ngf": 4, "ndf": 4, **options}, TASK, ctx,
+                        {"G": {"name": "test-tiny-cgen"}, "D": {"name": "test-spy-heads"}}, image_size=8)
+
+
+@pytest.mark.parametrize("name", ["cagan", "acgan-mod"])
+@pytest.mark.parametrize("batches, shares", [(1, [0.25]), (2, [0.25, 0.75])])
+def test_every_d_batch_keeps_the_mixed_share(name, batches, shares):
+    ad = _tiny(name, mixed_share=0.25, mixed_batches=batches)
     batch = {"image": torch.full((8, 1, 8, 8), 5.0), "label": torch.arange(8) % K}
     _SpyD.seen.clear()
     for step in range(3):
         losses = ad.train_step(batch, step, True)
         assert all(torch.isfinite(v) for v in losses.values())
-    assert _SpyD.seen and all(s == 0.25 for s in _SpyD.seen)         # D and G steps: 2 real + 6 generated
+    # one batch: 2 real + 6 generated; the authors' pair: real[:2] + fake[2:], then fake[:2] + real[2:]
+    assert _SpyD.seen == shares * (2 * 3)                              # D's and G's step, 3 steps
     out = ad.sample(FromPrior(6, torch.tensor([0, 1, 2, 3, 0, 1]), seed=3))["y"]
     again = ad.sample(FromPrior(6, torch.tensor([0, 1, 2, 3, 0, 1]), seed=3))["y"]
     assert out.shape == (6, 1, 8, 8) and torch.equal(out, again)
     shared = ad.sample(FromPrior(4, torch.tensor([0, 1, 0, 1]), seed=3, latent_ids=torch.tensor([0, 0, 1, 1])))["y"]
     assert not torch.equal(shared[0], shared[1])                       # same latent, other class
+
+
+def test_complementary_batches_hold_every_sample_once_and_give_each_its_own_output():
+    from methods.mixed_batch import complementary_forward
+    n = 10
+    real, fake = torch.arange(n).float()[:, None], 100 + torch.arange(n).float()[:, None]
+    seen = []
+
+    def d(x):
+        seen.append(x[:, 0].clone())
+        return {"logits": x * 2, "cls": torch.cat([x, -x], 1)}
+    for share in (0.5, 0.3, 0.0):
+        seen.clear()
+        dr, df, s = complementary_forward(d, real, fake, share)
+        assert s == int(share * n)
+        both = torch.cat(seen)
+        assert sorted(both.tolist()) == sorted(torch.cat([real, fake])[:, 0].tolist())   # each sample once
+        assert int((seen[0] < 100).sum()) == s and int((seen[1] < 100).sum()) == n - s     # the set real share
+        assert torch.equal(dr.logits[0], real * 2) and torch.equal(df.logits[0], fake * 2)  # back in order
+        assert torch.equal(dr.heads["cls"][:, 1], -real[:, 0]) and torch.equal(df.heads["cls"][:, 0], fake[:, 0])
+
+
+def test_generated_conditions_are_uniform_or_the_real_batchs():
+    from scipy.stats import chisquare
+    zeros = {"image": torch.zeros(64, 1, 8, 8), "label": torch.zeros(64, dtype=torch.long)}   # imbalanced: all 0
+    ad = _tiny("cagan")
+    assert ad.options.fake_labels == "uniform"                                            # the authors' default
+    drawn = torch.cat([ad.fake_conditions(zeros["label"], step) for step in range(200)])
+    counts = torch.bincount(drawn, minlength=K).numpy()
+    assert chisquare(counts).pvalue > 0.001 and counts.min() > 0                            # uniform over classes
+    assert torch.equal(ad.fake_conditions(zeros["label"], 7), ad.fake_conditions(zeros["label"], 7))   # (seed, step)
+    real = _tiny("cagan", fake_labels="real")
+    labels = torch.tensor([0, 0, 0, 1, 0, 2, 0, 0])
+    assert torch.equal(real.fake_conditions(labels, 3), labels)
+    with pytest.raises(ConfigError, match="fake_labels"):
+        METHODS.get("cagan").Options(fake_labels="data")
