@@ -88,6 +88,23 @@ def _seeds(n: int | None) -> list[int] | None:
     return list(range(n))
 
 
+def _budget_profile(suite, profile: str | None, budget: str | None) -> str | None:
+    """``--budget 0.3,1,3``: the ladder profile over ``profile`` (``<profile>@x0.3-1-3``): one run of the
+    largest multiple of its steps per row and seed, scored at each rung's step too."""
+    if not budget:
+        return profile
+    from bench.config import ladder_name
+    try:
+        rungs = sorted({float(r) for r in budget.split(",") if r.strip()})
+    except ValueError:
+        rungs = []
+    if not rungs or any(not r > 0 for r in rungs):
+        raise ConfigError(f"--budget '{budget}' must be positive multiples of the profile's steps, e.g. 0.3,1,3")
+    name = ladder_name(profile or suite.suite.default_profile, rungs)
+    suite.profile(name)                     # made and checked now, before anything runs
+    return name
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bench.listing import describe
     kinds = [args.kind] if args.kind else list(LIST_KINDS)
@@ -109,7 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = _suite(args.suite)
     rows = _rows(suite, args.rows)
     out = _out(args.out, suite.name)
-    report = run_suite(suite, out, profile=args.profile, rows=rows, seeds=_seeds(args.seeds),
+    profile = _budget_profile(suite, args.profile, args.budget)
+    report = run_suite(suite, out, profile=profile, rows=rows, seeds=_seeds(args.seeds),
                        device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
                        force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard,
                        jobs=args.jobs)
@@ -407,6 +425,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force-resume", action="store_true",
                    help="resume even where a run's checkpoint was made with another configuration")
     s.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bit-exact on CPU)")
+    s.add_argument("--budget", metavar="R1,R2,...",
+                   help="a budget ladder: multiples of the profile's steps (e.g. 0.3,1,3); each row and seed trains "
+                        "once to the largest and is scored at every rung (profile <profile>@x0.3-1-3), and the "
+                        "leaderboard judges each claim at each rung")
     s.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train and score N runs at once in worker processes, each with threads / N torch threads "
                         "(small models use threads poorly: two 1-thread jobs on 2 cores do more than one 2-thread job)")

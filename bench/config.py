@@ -91,6 +91,8 @@ class Profile:
     amp: bool = doc("bf16 autocast on CUDA (ignored on CPU).", True)
     eval_epochs: list[int] = doc("Also score the checkpoints at the end of these epochs (curves over "
                                  "training); their keys get the suffix `[eN]`.", factory=list)
+    eval_steps: list[int] = doc("Also score the checkpoints at these generator steps (a budget ladder: `bench run "
+                                "--budget`); their keys get the suffix `[sN]`.", factory=list)
     explode_above: float | None = doc("A run whose loss exceeds this in absolute value has diverged (none: "
                                       "only non-finite losses count).", 1e8)
     options: dict[str, Any] = doc("Method option overrides for this profile (merged over `[options]`).",
@@ -111,6 +113,9 @@ class Profile:
             raise ConfigError("keys 'steps' and 'num_workers' must not be negative")
         if any(e < 1 for e in self.eval_epochs) or len(set(self.eval_epochs)) != len(self.eval_epochs):
             raise ConfigError(f"key 'eval_epochs' must list distinct epochs >= 1, got {self.eval_epochs}")
+        if any(s < 1 or s > self.steps for s in self.eval_steps) or len(set(self.eval_steps)) != len(self.eval_steps):
+            raise ConfigError(f"key 'eval_steps' must list distinct steps in [1, steps = {self.steps}], got "
+                              f"{self.eval_steps}")
 
 
 @dataclass
@@ -221,7 +226,12 @@ class Suite:
         raise ConfigError(f"suite '{self.name}' has no row '{name}'; rows: {', '.join(r.name for r in self.rows)}")
 
     def profile(self, name: str | None) -> Profile:
+        """Profile ``name``: one of the file's, or a budget ladder over one (``<profile>@x<r1>-<r2>-...``, see
+        :func:`ladder_profile`), made and remembered on first use."""
         name = name or self.suite.default_profile
+        if name not in self.profiles and LADDER_MARK in name:
+            base, rungs = parse_ladder(name)
+            self.profiles[name] = ladder_profile(self.profile(base), rungs)
         if name not in self.profiles:
             raise ConfigError(f"suite '{self.name}' has no profile '{name}'; choose one of: "
                               f"{', '.join(self.profiles)}")
@@ -231,6 +241,38 @@ class Suite:
         """The metric entries of ``task`` (``name`` or ``name@output``)."""
         from bench.registry import TASKS
         return list(self.metrics.get(task) or TASKS.get(task).default_metrics)
+
+
+LADDER_MARK = "@x"
+
+
+def ladder_name(base: str, rungs: list[float]) -> str:
+    """The profile name of a budget ladder over ``base``: ``cpu@x1-3-10``."""
+    return f"{base}{LADDER_MARK}" + "-".join(f"{r:g}" for r in rungs)
+
+
+def parse_ladder(name: str) -> tuple[str, list[float]]:
+    """``cpu@x0.3-1-3`` -> ("cpu", [0.3, 1.0, 3.0]) (one-line error when it is not one)."""
+    base, _, spec = name.partition(LADDER_MARK)
+    try:
+        rungs = [float(r) for r in spec.split("-")]
+    except ValueError:
+        rungs = []
+    if not base or not rungs or any(not r > 0 for r in rungs) or sorted(set(rungs)) != rungs:
+        raise ConfigError(f"'{name}' is not a budget ladder: write <profile>{LADDER_MARK}<r1>-<r2>-... with increasing "
+                          "multiples of the profile's steps (e.g. cpu@x1-3-10), or use --budget 1,3,10")
+    return base, rungs
+
+
+def ladder_profile(base: Profile, rungs: list[float]) -> Profile:
+    """The profile that trains ``max(rungs)`` times ``base``'s steps and scores the checkpoints at each smaller
+    rung's step (``eval_steps``, keys ``[sN]``): one longer run per row and seed judged at several budgets. The
+    base's ``eval_epochs`` are kept where they fall within the longer run."""
+    if base.steps < 1:
+        raise ConfigError("a budget ladder needs a profile that trains (steps >= 1)")
+    steps = max(1, round(max(rungs) * base.steps))
+    at = sorted({max(1, round(r * base.steps)) for r in rungs} - {steps})
+    return dataclasses.replace(base, steps=steps, eval_steps=at)
 
 
 TOP_SECTIONS = ("dataset_options", "options", "metrics", "metric_options", "columns", "tolerances")

@@ -27,8 +27,8 @@ from bench.results import ResultStore
 
 INVOCATIONS = "invocations.jsonl"
 RESULTS = "results.sqlite"
-FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.png", "leaderboard.tex", "claims.csv", "curves.png",
-         "training.png", "report.html", RESULTS)
+FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.png", "leaderboard.tex", "claims.csv",
+         "claims_by_budget.csv", "curves.png", "training.png", "report.html", RESULTS)
 
 
 def machine() -> dict[str, Any]:

@@ -14,6 +14,7 @@ suite goes on.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from bench.results import ResultStore
 
 log = logging.getLogger(__name__)
+
+#: the key suffix of a record scored at an earlier checkpoint than the last (``[e5]``, ``[s938]``)
+CHECKPOINT_SUFFIX = re.compile(r"\[[es]\d+\]$")
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -70,16 +74,24 @@ def _scored(store: "ResultStore", spec: RunSpec, joint: str | None = None) -> bo
     return any(feeds.get(r.protocol_hash) == f"joint:{joint}" for r in recs)
 
 
-def eval_checkpoints(run_dir: Path) -> dict[int, Path]:
-    """Epoch -> checkpoint of the epochs a completed run keeps for its curves (``eval_epochs``)."""
+def _label_order(label: str) -> tuple[str, int]:
+    return label[:1], int(label[1:]) if label[1:].isdigit() else 0
+
+
+def eval_checkpoints(run_dir: Path) -> dict[str, Path]:
+    """Label -> checkpoint of the points a completed run keeps to be scored besides its last one: ``e<N>`` the
+    end of epoch N (``eval_epochs``: curves over training), ``s<N>`` step N (``eval_steps``: a budget ladder).
+    A status written before labels (a bare epoch number) reads as ``e<N>``."""
     status = read_status(run_dir) or {}
+    labelled = {(k if k[:1] in ("e", "s") else f"e{k}"): name
+                for k, name in (status.get("eval_checkpoints") or {}).items()}
     out = {}
-    for e, name in sorted((status.get("eval_checkpoints") or {}).items(), key=lambda kv: int(kv[0])):
+    for label, name in sorted(labelled.items(), key=lambda kv: _label_order(kv[0])):
         path = run_dir / ckpt.CHECKPOINTS_DIR / name
         if path.is_dir():
-            out[int(e)] = path
+            out[label] = path
         else:
-            log.warning("%s: the checkpoint of epoch %s (%s) is gone; its curve point is skipped", run_dir, e, name)
+            log.warning("%s: the checkpoint %s (%s) is gone; its point is not scored", run_dir, label, name)
     return out
 
 
@@ -118,9 +130,9 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
                     return "failed", None
                 checkpoint = outcome.checkpoint
         scored = [(score_run(spec, checkpoint, device=device, progress=progress), checkpoint, "")]
-        for epoch, path in eval_checkpoints(run_dir).items():   # the curves over training
+        for label, path in eval_checkpoints(run_dir).items():   # curves over training, budget rungs
             again = scored[0][0] if checkpoint is not None and path.resolve() == checkpoint.resolve() else None
-            scored.append((again or score_run(spec, path, device=device, progress=progress), path, f"[e{epoch}]"))
+            scored.append((again or score_run(spec, path, device=device, progress=progress), path, f"[{label}]"))
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - a failure costs one row, never the suite
@@ -145,38 +157,73 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
     return "ok", checkpoint
 
 
+def _suffix(metric: str) -> str:
+    """The checkpoint suffix of a record's key (``[e5]``, ``[s938]``), "" for the last checkpoint's."""
+    m = CHECKPOINT_SUFFIX.search(metric)
+    return m.group(0) if m else ""
+
+
+def _joint_scored(store: "ResultStore", spec: RunSpec, name: str, suffix: str) -> bool:
+    """Whether ``spec`` already has ok records of joint metric ``name`` at the checkpoint of ``suffix``."""
+    recs = [r for r in store.records(suite=spec.suite, row=spec.row, task=spec.task, seed=spec.seed,
+                                     profile=spec.profile) if r.status == "ok"]
+    feeds = _feeds_of(store, recs)
+    return any(feeds.get(r.protocol_hash) == f"joint:{name}" and _suffix(r.metric) == suffix for r in recs)
+
+
+def joint_points(runs: list[tuple[RunSpec, Path]], out: Path) -> list[tuple[str, list[tuple[RunSpec, Path]]]]:
+    """The checkpoints a seed's joint metrics judge together: the last ones (suffix ""), then every eval point
+    (``[e<N>]``, ``[s<N>]``) that all of the seed's runs kept."""
+    points = [("", runs)]
+    per_run = [eval_checkpoints(spec.run_dir(out)) for spec, _ in runs]
+    common = set.intersection(*(set(p) for p in per_run)) if per_run else set()
+    for label in sorted(common, key=_label_order):
+        points.append((f"[{label}]", [(spec, p[label]) for (spec, _), p in zip(runs, per_run)]))
+    return points
+
+
 def run_joint(runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore", *,
               device: torch.device, resume: bool, progress: bool, **_: Any) -> list[str]:
-    """Score the joint metrics of one (seed, task) over its models; returns the failures."""
+    """Score the joint metrics of one (seed, task) over its models, at their last checkpoints and at every eval
+    point they all kept; returns the failures."""
     failed = []
+    seed, task = runs[0][0].seed, runs[0][0].task
     for e in joint_entries(runs[0][0]):
-        if resume and all(_scored(store, spec, e.name) for spec, _ in runs):
-            continue
-        seed, task = runs[0][0].seed, runs[0][0].task
-        art = out / "joint" / f"seed{seed}" / task
-        try:
-            results, left_out = score_joint(runs, e, device=device, artifacts=art, progress=progress)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as ex:  # noqa: BLE001
-            reason = describe_failure(ex, art, out)
-            log.warning("joint metric %s (seed %d, %s) failed: %s", e.name, seed, task, reason)
-            store.append([record(spec, e.name, None, "", "", "failed", f"{e.name}: {reason}") for spec, _ in runs])
-            failed.append(f"{e.name} | {task} | seed {seed}")
-            continue
-        for spec, checkpoint in runs:
-            res = results.get(spec.row)
-            if spec.row in left_out:
-                log.warning("joint metric %s (seed %d, %s): %s left out: %s", e.name, seed, task, spec.row,
-                            left_out[spec.row])
-                store.append([record(spec, e.name, None, "", "", "failed", f"{e.name}: {left_out[spec.row]}")])
-                failed.append(f"{e.name} | {spec.row} | {task} | seed {seed}")
-            if res is None:
+        for suffix, group in joint_points(runs, out):
+            if resume and all(_joint_scored(store, spec, e.name, suffix) for spec, _ in group):
                 continue
-            for h, p in res.protocols.items():
-                store.add_protocol(h, p)
-            rel = str(checkpoint.relative_to(out))
-            store.append([record(spec, k, v, rel, res.protocol_hashes[k]) for k, v in res.values.items()])
+            art = out / "joint" / f"seed{seed}" / task / suffix.strip("[]")
+            failed += _score_joint_point(e, suffix, group, out, store, art, device, progress)
+    return failed
+
+
+def _score_joint_point(e: Any, suffix: str, runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore",
+                       art: Path, device: torch.device, progress: bool) -> list[str]:
+    seed, task = runs[0][0].seed, runs[0][0].task
+    where = f"{e.name}{suffix} | {task} | seed {seed}"
+    try:
+        results, left_out = score_joint(runs, e, device=device, artifacts=art, progress=progress)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as ex:  # noqa: BLE001
+        reason = describe_failure(ex, art, out)
+        log.warning("joint metric %s failed: %s", where, reason)
+        store.append([record(spec, e.name + suffix, None, "", "", "failed", f"{e.name}: {reason}")
+                      for spec, _ in runs])
+        return [where]
+    failed = []
+    for spec, checkpoint in runs:
+        res = results.get(spec.row)
+        if spec.row in left_out:
+            log.warning("joint metric %s: %s left out: %s", where, spec.row, left_out[spec.row])
+            store.append([record(spec, e.name + suffix, None, "", "", "failed", f"{e.name}: {left_out[spec.row]}")])
+            failed.append(f"{e.name}{suffix} | {spec.row} | {task} | seed {seed}")
+        if res is None:
+            continue
+        for h, p in res.protocols.items():
+            store.add_protocol(h, p)
+        rel = str(checkpoint.relative_to(out))
+        store.append([record(spec, k + suffix, v, rel, res.protocol_hashes[k]) for k, v in res.values.items()])
     return failed
 
 

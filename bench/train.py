@@ -60,7 +60,7 @@ def _write_status(run_dir: Path, **status: Any) -> None:
 
 #: profile keys that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "eval_subset",
-                     "eval_batch_size", "explode_above", "eval_epochs")
+                     "eval_batch_size", "explode_above", "eval_epochs", "eval_steps")
 
 
 def training_config(spec: RunSpec) -> dict[str, Any]:
@@ -186,19 +186,22 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     if last_ckpt is None:
         last_ckpt = ckpt.latest_checkpoint(run_dir)
     _write_status(run_dir, status="complete", step=step, checkpoint=last_ckpt.name if last_ckpt else None,
-                  eval_checkpoints={str(e): ckpt.step_dir_name(s) for e, s in evals.items()})
+                  eval_checkpoints={label: ckpt.step_dir_name(s) for label, s in evals.items()})
     return TrainOutcome("complete", step, last_ckpt, "", time.perf_counter() - t0)
 
 
-def eval_steps(prof: Any, steps_per_epoch: int, d_per_g: int) -> dict[int, int]:
-    """Epoch -> the generator step that ends it, for the profile's ``eval_epochs`` within its steps."""
+def eval_steps(prof: Any, steps_per_epoch: int, d_per_g: int) -> dict[str, int]:
+    """Label -> generator step of the checkpoints also scored: ``e<N>`` the end of epoch N (``eval_epochs``)
+    and ``s<N>`` step N (``eval_steps``, a budget ladder), within the profile's steps."""
     out = {}
     for e in prof.eval_epochs:
         s = math.ceil(e * steps_per_epoch / d_per_g)
         if s <= prof.steps:
-            out[e] = s
+            out[f"e{e}"] = s
         else:
             log.warning("eval epoch %d ends at step %d, after the last step (%d): not scored", e, s, prof.steps)
+    for s in getattr(prof, "eval_steps", ()):
+        out[f"s{s}"] = s
     return out
 
 

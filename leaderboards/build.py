@@ -18,8 +18,8 @@ import pandas as pd
 
 from bench import failpoints, gates
 from bench.config import Suite
-from leaderboards.claims import EXPLAINED, claim_table, effect_text, p_text, verdict_text
-from leaderboards.curves import EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
+from leaderboards.claims import EXPLAINED, claim_table, claims_by_budget, effect_text, p_text, verdict_text
+from leaderboards.curves import CHECKPOINT_KEY, EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
 from leaderboards.export import latex_table
 from leaderboards.report import html_report
 from leaderboards.stats import METHOD, add_statistics
@@ -82,8 +82,8 @@ def degenerate_seeds(gate_recs: pd.DataFrame, metric: str, seeds: set) -> dict[i
     ``y``; at the same ``[eN]`` checkpoint) the gate flagged degenerate."""
     if not len(gate_recs) or not metric:
         return {}
-    m = EPOCH_KEY.match(metric)
-    base, epoch = (m.group("base"), f"[e{m.group('epoch')}]") if m else (metric, "")
+    m = CHECKPOINT_KEY.match(metric)
+    base, epoch = (m.group("base"), f"[{m.group('kind')}{m.group('n')}]") if m else (metric, "")
     output = base.partition("@")[2] or "y"
     ok = gate_recs[gate_recs["status"] == "ok"]
     out = {}
@@ -113,8 +113,13 @@ def _current_failures(recs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _columns_for(suite: Suite, task: str, ok: pd.DataFrame, published: list[dict[str, float]]) -> list[str]:
+    """``[columns]`` (and the earlier checkpoints' keys of those columns that were scored: curves and budget
+    rungs), else every metric scored, then the published ones."""
     if task in suite.columns:
-        return list(suite.columns[task])
+        listed = list(suite.columns[task])
+        scored = list(dict.fromkeys(ok["metric"])) if len(ok) else []
+        extra = [m for m in scored if m not in listed and (c := CHECKPOINT_KEY.match(str(m))) and c["base"] in listed]
+        return listed + extra
     seen = list(dict.fromkeys(ok["metric"])) if len(ok) else []
     for pub in published:
         for key in pub:
@@ -128,7 +133,7 @@ def _scorer_of(suite: Suite, task: str, key: str) -> tuple[type | None, str]:
     """The suite's registered scorer of ``task`` that produces ``key`` (its ``[eN]`` suffix and ``@output`` taken
     off), and the bare key; (None, key) when no scorer of the suite makes it."""
     from bench.registry import METRICS
-    m = EPOCH_KEY.match(key)
+    m = CHECKPOINT_KEY.match(key)
     base, _, out = (m.group("base") if m else key).partition("@")
     for entry in suite.task_metrics(task):
         name, _, output = entry.partition("@")
@@ -246,9 +251,14 @@ def _fmt(v: float, std: float = math.nan) -> str:
     return s
 
 
-def wide_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Human table: one line per row; per column ours (± std), and paper / gap where published."""
+def wide_table(long: pd.DataFrame, listed: Mapping[str, list[str]] | None = None) -> pd.DataFrame:
+    """Human table: one line per row; per column ours (± std), and paper / gap where published. With ``listed``
+    (a suite's ``[columns]``), an earlier checkpoint's column appears only where listed by name (the others are
+    in the CSV, the curves and the budget section)."""
     cols = list(dict.fromkeys(long["column"]))
+    if listed:
+        cols = [c for c in cols if not CHECKPOINT_KEY.match(c) or c.partition("/")[2] in listed.get(
+            c.partition("/")[0], [c.partition("/")[2]])]
     has_pub = {c: long[long["column"] == c]["published"].notna().any() for c in cols}
     table = []
     for row, g in long.groupby("row", sort=False):
@@ -294,7 +304,7 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
            if "ci_low" in long else "mean ± sample std over seeds")
     lines += [f"seeds per cell: {', '.join(map(str, seeds))} ({how}); a gap marked * puts the paper's value "
               "outside our interval", ""]
-    wide = wide_table(long)
+    wide = wide_table(long, suite.columns)
     wide.columns = [_md_cell(c) for c in wide.columns]
     lines.append(wide.map(_md_cell).to_markdown(index=False))
     agree = rank_agreement(long, higher if higher is not None else directions(suite, long))
@@ -327,7 +337,7 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
 
 def plot(long: pd.DataFrame, path: Path, title: str) -> Path | None:
     cols = [c for c in dict.fromkeys(long["column"]) if long[long["column"] == c]["mean"].notna().any()
-            and not EPOCH_KEY.match(str(c))]
+            and not CHECKPOINT_KEY.match(str(c))]
     if not cols:
         return None
     fig, axes = panel_grid(len(cols), 3.2)
@@ -371,14 +381,46 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
                                   f"{title} ({profile}): logged losses"), out / "training.png")
     md = out / "leaderboard.md"
     claims = claim_table(suite, long, higher, records, ranges(suite, long))
-    _atomic_text(md, render_markdown(suite, long, profile, protocols, higher, claims) + _figures(suite, long, out))
+    budget = claims_by_budget(suite, long, higher, records, profile, ranges(suite, long))
+    _atomic_text(md, render_markdown(suite, long, profile, protocols, higher, claims) + budget_markdown(budget)
+                 + _figures(suite, long, out))
     if len(claims):
         _atomic_text(out / "claims.csv", claims.to_csv(index=False))
+    if len(budget):
+        _atomic_text(out / "claims_by_budget.csv", budget.to_csv(index=False))
     if len(long):
         _atomic_text(out / "leaderboard.tex", latex_table(long, caption=f"{title} ({profile})"))
     agree = rank_agreement(long, higher)
-    _atomic_text(out / "report.html", html_report(suite, long, out, profile, protocols, claims, agree))
+    _atomic_text(out / "report.html", html_report(suite, long, out, profile, protocols, claims, agree, budget))
     return md
+
+
+def budget_table(budget: pd.DataFrame) -> pd.DataFrame:
+    """Claims x training points (the verdict, with p for a verdict and the means' way for a not separated)."""
+    def cell(r: Mapping) -> str:
+        v = str(r["verdict"])
+        if v in ("reproduced", "reversed"):
+            return f"{v} (p {p_text(r['p'] if v == 'reproduced' else r['p_reverse'])})"
+        if v == "not separated":
+            return {"claimed": "not separated, claimed way", "opposite": "not separated, other way"}.get(
+                str(r["direction"]), "not separated")
+        return v
+    labels = list(dict.fromkeys(budget["label"]))
+    table = (budget.assign(cell=[cell(r) for r in budget.to_dict("records")])
+             .pivot_table(index="claim", columns="label", values="cell", aggfunc="first", sort=False))
+    return table.reindex(columns=labels).reset_index()
+
+
+def budget_markdown(budget: pd.DataFrame) -> str:
+    """The ``## Claims by training budget`` section (empty without earlier checkpoints)."""
+    if not len(budget):
+        return ""
+    return "\n".join(["", "## Claims by training budget", "",
+                      "Each claim judged again (the same test) at every earlier checkpoint its column was scored at: "
+                      "epochs (`eval_epochs`) and budget rungs (`bench run --budget`, x = multiple of the profile's "
+                      "steps), then at the end. A verdict that holds at every budget does not hang on the training "
+                      "length; one that turns says so.", "",
+                      budget_table(budget).map(_md_cell).to_markdown(index=False), ""])
 
 
 def _figures(suite: Suite, long: pd.DataFrame, out: Path) -> str:

@@ -134,35 +134,80 @@ def judge(tests: list[PairTest], alpha: float = ALPHA) -> dict:
             "seeds_needed": seeds}
 
 
+def judge_claim(suite: Suite, c, long: pd.DataFrame, higher: Mapping[str, bool], records: pd.DataFrame | None,
+                bounds: Mapping[str, tuple] | None = None) -> dict:
+    """One claim's line of :func:`claim_table`."""
+    up = c.better == "higher" if c.better else bool(higher.get(c.metric, False))
+    order = (" > ".join(f"{st}({', '.join(g)})" for g, st in zip(c.groups, c.statistic)) if c.groups
+             else " > ".join(c.order))
+    pairs, shown, needed = _pairs(suite, c, records, (bounds or {}).get(c.metric))
+    line = {"claim": c.text, "source": c.source, "metric": c.metric, "better": "higher" if up else "lower",
+            "order": order, "ours": "; ".join(shown), "test": TEST}
+    statuses = {n: _status(long, c.metric, n) for n in dict.fromkeys(needed)}
+    degenerate = [n for n, s in statuses.items() if s == "degenerate"]
+    absent = [n for n, s in statuses.items() if s not in ("ok", "degenerate")]
+    if absent or any(not a or not b for _, _, a, b in pairs):
+        return line | {"verdict": "missing", "direction": "",
+                       "pairs": "no values for " + ", ".join(absent or [n for n in statuses])}
+    if degenerate:
+        return line | {"verdict": "untestable", "direction": "",
+                       "pairs": "degenerate: " + ", ".join(degenerate) + " (see the leaderboard's degenerate runs)"}
+    tests = [compare(a, b, up) for _, _, a, b in pairs]
+    line |= judge(tests)
+    line["pairs"] = "; ".join(f"{la} vs {lb}: {t.outcome}, {describe(t, la, lb)}"
+                              for (la, lb, _, _), t in zip(pairs, tests))
+    return line
+
+
 def claim_table(suite: Suite, long: pd.DataFrame, higher: Mapping[str, bool],
                 records: pd.DataFrame | None = None, bounds: Mapping[str, tuple] | None = None) -> pd.DataFrame:
     """Every ``[[claims]]`` entry judged on the per-seed ``records``; ``long`` (the leaderboard frame) says
     which cells are degenerate, failed or missing; ``bounds`` (column -> range) clips the rows' intervals
     shown, as in the table."""
-    rows = []
-    for c in suite.claims:
-        up = c.better == "higher" if c.better else bool(higher.get(c.metric, False))
-        order = (" > ".join(f"{st}({', '.join(g)})" for g, st in zip(c.groups, c.statistic)) if c.groups
-                 else " > ".join(c.order))
-        pairs, shown, needed = _pairs(suite, c, records, (bounds or {}).get(c.metric))
-        line = {"claim": c.text, "source": c.source, "metric": c.metric, "better": "higher" if up else "lower",
-                "order": order, "ours": "; ".join(shown), "test": TEST}
-        statuses = {n: _status(long, c.metric, n) for n in dict.fromkeys(needed)}
-        degenerate = [n for n, s in statuses.items() if s == "degenerate"]
-        absent = [n for n, s in statuses.items() if s not in ("ok", "degenerate")]
-        if absent or any(not a or not b for _, _, a, b in pairs):
-            line |= {"verdict": "missing", "direction": "",
-                     "pairs": "no values for " + ", ".join(absent or [n for n in statuses])}
-        elif degenerate:
-            line |= {"verdict": "untestable", "direction": "",
-                     "pairs": "degenerate: " + ", ".join(degenerate) + " (see the leaderboard's degenerate runs)"}
-        else:
-            tests = [compare(a, b, up) for _, _, a, b in pairs]
-            line |= judge(tests)
-            line["pairs"] = "; ".join(f"{la} vs {lb}: {t.outcome}, {describe(t, la, lb)}"
-                                      for (la, lb, _, _), t in zip(pairs, tests))
-        rows.append(line)
+    rows = [judge_claim(suite, c, long, higher, records, bounds) for c in suite.claims]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+BUDGET_COLUMNS = ["claim", "point", "label", "steps", "verdict", "direction", "p", "p_reverse", "diff", "diff_low",
+                  "diff_high", "seeds_needed"]
+
+
+def claims_by_budget(suite: Suite, long: pd.DataFrame, higher: Mapping[str, bool], records: pd.DataFrame | None,
+                     profile: str, bounds: Mapping[str, tuple] | None = None) -> pd.DataFrame:
+    """Each claim judged again at every earlier checkpoint its column was scored at (``[e<N>]`` epochs,
+    ``[s<N>]`` budget rungs) and at the last: would the verdict hold with less (or more) training? Claims
+    pinned to one checkpoint already (a ``[eN]`` metric) are left out; so is a claim scored at one point only."""
+    import dataclasses
+    from bench.config import LADDER_MARK, parse_ladder
+    from leaderboards.curves import CHECKPOINT_KEY
+    prof = suite.profile(profile)
+    base_steps = suite.profile(parse_ladder(profile)[0]).steps if LADDER_MARK in profile else 0
+    columns = set(long["column"]) if len(long) else set()
+    out = []
+    for c in suite.claims:
+        if CHECKPOINT_KEY.match(c.metric):
+            continue
+        points = []
+        for col in columns:
+            m = CHECKPOINT_KEY.match(col)
+            if m and m.group("base") == c.metric:
+                n = int(m.group("n"))
+                steps = n if m.group("kind") == "s" else None
+                label = f"step {n}" if steps is not None else f"epoch {n}"
+                points.append(((m.group("kind") == "s", n), col, label, steps))
+        if not points:
+            continue
+        points.sort()
+        points.append(((True, prof.steps), c.metric, f"end, step {prof.steps}", prof.steps))
+        for _, col, label, steps in points:
+            if steps is not None and base_steps:         # a ladder: the rung as a multiple of the base profile
+                label += f" (x{steps / base_steps:.3g})"
+            at = dataclasses.replace(c, metric=col)
+            up = higher.get(col, higher.get(c.metric, False))
+            line = judge_claim(suite, at, long, {col: up}, records, bounds)
+            out.append({"claim": c.text, "point": col, "label": label, "steps": steps,
+                        **{k: line.get(k) for k in BUDGET_COLUMNS[4:]}})
+    return pd.DataFrame(out, columns=BUDGET_COLUMNS)
 
 
 def verdict_text(r: Mapping) -> str:

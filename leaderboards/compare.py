@@ -28,7 +28,7 @@ from bench.config import Row, Suite
 from bench.errors import ConfigError
 from bench.validate import validate_suite
 from leaderboards.claims import seed_values
-from leaderboards.curves import EPOCH_KEY
+from leaderboards.curves import CHECKPOINT_KEY
 from leaderboards.stats import ALPHA, clip, compare, describe, interval
 
 VERDICTS = ("better", "worse", "not separated", "degenerate", "missing")
@@ -92,7 +92,8 @@ def verdicts(suite: str, long: pd.DataFrame, records: pd.DataFrame, higher: Mapp
              bounds: Mapping[str, tuple[float | None, float | None]], candidate: str, rows: list[str]) -> pd.DataFrame:
     """One line per (metric column, established row): the candidate tested against the row (see the module)."""
     out = []
-    columns = [c for c, m in dict(zip(long["column"], long["metric"])).items() if m and not EPOCH_KEY.match(str(m))]
+    columns = [c for c, m in dict(zip(long["column"], long["metric"])).items()
+               if m and not CHECKPOINT_KEY.match(str(m))]
     for col in columns:
         up = bool(higher.get(col, False))
         cand_status = _cell(long, candidate, col)

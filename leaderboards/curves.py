@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 EPOCH_KEY = re.compile(r"^(?P<base>.+)\[e(?P<epoch>\d+)\]$")
+#: a key scored at an earlier checkpoint than the last: the end of an epoch ``[eN]`` or a budget rung ``[sN]``
+CHECKPOINT_KEY = re.compile(r"^(?P<base>.+)\[(?P<kind>[es])(?P<n>\d+)\]$")
 
 
 def curve_frame(long: pd.DataFrame) -> pd.DataFrame:

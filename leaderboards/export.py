@@ -11,6 +11,8 @@ import math
 
 import pandas as pd
 
+from leaderboards.curves import CHECKPOINT_KEY
+
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -31,7 +33,7 @@ def _num(v: float) -> str:
 
 def latex_table(long: pd.DataFrame, caption: str = "", columns: list[str] | None = None) -> str:
     """A booktabs ``tabular`` (in a ``table``) of the long frame's ok cells."""
-    cols = columns or [c for c in dict.fromkeys(long["column"]) if "[e" not in c]
+    cols = columns or [c for c in dict.fromkeys(long["column"]) if not CHECKPOINT_KEY.match(c)]
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule",
              " & ".join(["Row", *(escape(c.split("/", 1)[-1]) for c in cols)]) + r" \\", r"\midrule"]
     best = {}

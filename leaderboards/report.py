@@ -16,6 +16,7 @@ import pandas as pd
 from bench.config import Suite
 from bench.schema import slug
 from leaderboards.claims import EXPLAINED, effect_text, p_text, verdict_text
+from leaderboards.curves import CHECKPOINT_KEY
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
@@ -64,7 +65,7 @@ def _num(v: float) -> str:
 
 
 def table_html(long: pd.DataFrame) -> str:
-    cols = [c for c in dict.fromkeys(long["column"]) if "[e" not in c]
+    cols = [c for c in dict.fromkeys(long["column"]) if not CHECKPOINT_KEY.match(c)]
     has_pub = {c: long[long["column"] == c]["published"].notna().any() for c in cols}
     head = "".join(f"<th>{html.escape(c)}</th>" + ("<th>paper</th>" if has_pub[c] else "") for c in cols)
     body = []
@@ -109,7 +110,7 @@ def claims_html(claims: pd.DataFrame) -> str:
 
 
 def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, protocols: dict[str, str],
-                claims: pd.DataFrame, agree: pd.DataFrame) -> str:
+                claims: pd.DataFrame, agree: pd.DataFrame, budget: pd.DataFrame | None = None) -> str:
     s = suite.suite
     out = Path(out)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(s.title or s.name)}</title>"
@@ -124,6 +125,11 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
               "italic: a degenerate run (constant or collapsed outputs), shown but not a result.</p>",
               table_html(long)]
     parts.append(claims_html(claims))
+    if budget is not None and len(budget):
+        from leaderboards.build import budget_table
+        parts += ["<h2>Claims by training budget</h2><p>Each claim judged again at every earlier checkpoint its "
+                  "column was scored at (epochs; budget rungs: x = multiple of the profile's steps), then at the "
+                  "end.</p>", budget_table(budget).to_html(index=False, escape=True)]
     if len(agree):
         parts += ["<h2>Ranking agreement with the paper</h2>", agree.to_html(index=False, float_format="%.3f")]
     for name, title in (("leaderboard.png", "Ours vs the paper"), ("curves.png", "Over training"),

@@ -40,7 +40,8 @@ class MixedBatch:
         if not 0 < self.share < 1 or (self.start is not None and not 0 <= self.start <= self.share) or self.growth < 0:
             raise ConfigError("mixed batch: share must be in (0, 1), start in [0, share], growth >= 0")
         if self.batches not in (1, 2):
-            raise ConfigError(f"mixed batch: batches must be 1 or 2 (the authors' complementary pair), not {self.batches}")
+            raise ConfigError(f"mixed batch: batches must be 1 or 2 (the authors' complementary pair), "
+                              f"not {self.batches}")
 
     def real_share(self, epoch: int) -> float:
         if self.start is None:
