@@ -253,7 +253,7 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
     if checks:
         prof = spec.profile_settings
         gp = gates.protocol() | {"dataset": spec.dataset, "split": "test", "eval_subset": prof.eval_subset,
-                                 "image_size": prof.image_size}
+                                 "num_samples": len(data), "image_size": prof.image_size}
         gh = protocol_hash(gp)
         protocols[gh] = gp
         for o, gate in checks.items():
