@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench import failpoints, gates
 from bench.config import Suite
-from leaderboards.claims import EXPLAINED, claim_table, claims_by_budget, effect_text, p_text, verdict_text
+from leaderboards.claims import EXPLAINED, budget_table, claim_table, claims_by_budget, effect_text, p_text, verdict_text
 from leaderboards.curves import CHECKPOINT_KEY, EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
 from leaderboards.export import latex_table
 from leaderboards.report import html_report
@@ -393,22 +393,6 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     agree = rank_agreement(long, higher)
     _atomic_text(out / "report.html", html_report(suite, long, out, profile, protocols, claims, agree, budget))
     return md
-
-
-def budget_table(budget: pd.DataFrame) -> pd.DataFrame:
-    """Claims x training points (the verdict, with p for a verdict and the means' way for a not separated)."""
-    def cell(r: Mapping) -> str:
-        v = str(r["verdict"])
-        if v in ("reproduced", "reversed"):
-            return f"{v} (p {p_text(r['p'] if v == 'reproduced' else r['p_reverse'])})"
-        if v == "not separated":
-            return {"claimed": "not separated, claimed way", "opposite": "not separated, other way"}.get(
-                str(r["direction"]), "not separated")
-        return v
-    labels = list(dict.fromkeys(budget["label"]))
-    table = (budget.assign(cell=[cell(r) for r in budget.to_dict("records")])
-             .pivot_table(index="claim", columns="label", values="cell", aggfunc="first", sort=False))
-    return table.reindex(columns=labels).reset_index()
 
 
 def budget_markdown(budget: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.config import Suite
 from bench.schema import slug
-from leaderboards.claims import EXPLAINED, effect_text, p_text, verdict_text
+from leaderboards.claims import EXPLAINED, budget_table, effect_text, p_text, verdict_text
 from leaderboards.curves import CHECKPOINT_KEY
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -126,7 +126,6 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
               table_html(long)]
     parts.append(claims_html(claims))
     if budget is not None and len(budget):
-        from leaderboards.build import budget_table
         parts += ["<h2>Claims by training budget</h2><p>Each claim judged again at every earlier checkpoint its "
                   "column was scored at (epochs; budget rungs: x = multiple of the profile's steps), then at the "
                   "end.</p>", budget_table(budget).to_html(index=False, escape=True)]
