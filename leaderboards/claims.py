@@ -17,7 +17,8 @@ Verdicts, always with the direction of the means (``direction``: ``claimed``, ``
 - **not separated**: neither; ``seeds_needed`` says how many seeds per row the observed difference and
   spread would need for 80% power (the weakest pair's; empty when no number would);
 - **untestable**: a row the claim needs is degenerate (constant or collapsed outputs: see
-  ``bench.gates``), so the claim is not judged on it;
+  ``bench.gates``), so the claim is not judged on it (what the test says with those runs' numbers taken as
+  they are is shown beside it, ``as scored``, never counted);
 - **missing**: a row has no value (failed or not run).
 """
 
@@ -134,6 +135,17 @@ def judge(tests: list[PairTest], alpha: float = ALPHA) -> dict:
             "seeds_needed": seeds}
 
 
+def as_scored(j: Mapping) -> str:
+    """What the test says with the degenerate runs' numbers taken as they are: shown beside *untestable* for
+    the reader (a collapse on the side a claim calls worse may be the failure the paper reports), never
+    counted as a verdict."""
+    v = j["verdict"]
+    p = j["p"] if v == "reproduced" else j["p_reverse"] if v == "reversed" else None
+    lean = {"claimed": "claimed way", "opposite": "other way"}.get(j["direction"], j["direction"])
+    return (f"; as scored, the degenerate runs counted: {v}" + (f" (p {p_text(p)})" if p is not None else
+                                                             f" ({lean})" if v == "not separated" else ""))
+
+
 def judge_claim(suite: Suite, c, long: pd.DataFrame, higher: Mapping[str, bool], records: pd.DataFrame | None,
                 bounds: Mapping[str, tuple] | None = None) -> dict:
     """One claim's line of :func:`claim_table`."""
@@ -149,10 +161,11 @@ def judge_claim(suite: Suite, c, long: pd.DataFrame, higher: Mapping[str, bool],
     if absent or any(not a or not b for _, _, a, b in pairs):
         return line | {"verdict": "missing", "direction": "",
                        "pairs": "no values for " + ", ".join(absent or [n for n in statuses])}
+    tests = [compare(a, b, up) for _, _, a, b in pairs]
     if degenerate:
         return line | {"verdict": "untestable", "direction": "",
-                       "pairs": "degenerate: " + ", ".join(degenerate) + " (see the leaderboard's degenerate runs)"}
-    tests = [compare(a, b, up) for _, _, a, b in pairs]
+                       "pairs": "degenerate: " + ", ".join(degenerate) + " (see the leaderboard's degenerate runs)"
+                                + as_scored(judge(tests))}
     line |= judge(tests)
     line["pairs"] = "; ".join(f"{la} vs {lb}: {t.outcome}, {describe(t, la, lb)}"
                               for (la, lb, _, _), t in zip(pairs, tests))

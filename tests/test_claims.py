@@ -118,4 +118,8 @@ def test_missing_and_untestable():
     long = leaderboard_frame(suite, recs)
     long.loc[long["row"] == "B", "status"] = "degenerate"
     c = claim_table(suite, long, {"photo2depth/rel": False}, recs).iloc[0]
-    assert c["verdict"] == "untestable" and "B" in c["pairs"]
+    assert c["verdict"] == "untestable" and "B" in c["pairs"] and math.isnan(c["p"])   # no verdict is counted
+    # ... but the reader sees what the numbers say taken as they are: the same test as without the gate
+    plain = claim_table(suite, leaderboard_frame(suite, recs), {"photo2depth/rel": False}, recs).iloc[0]
+    assert plain["verdict"] != "untestable"
+    assert f"as scored, the degenerate runs counted: {plain['verdict']}" in c["pairs"]
