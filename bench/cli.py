@@ -354,12 +354,13 @@ def cmd_republish(args: argparse.Namespace) -> int:
     suite = _suite(args.suite or names[0])
     profile = args.profile or profiles[0]
     check_one_judge_per_column(store)
+    commit, version = git_commit(), code_version()      # before the rebuild writes into a (tracked) folder
     with folder_lock(dest):
         write_leaderboard(suite, store, dest, profile)
         shown = "DEST" if dest.is_absolute() else dest.as_posix()        # no machine paths in a committed file
         command = f"bench republish {shown}" + "".join(f" --{k} {v}" for k, v in (("suite", args.suite),
                                                                                   ("profile", args.profile)) if v)
-        republish_notes(dest, command, git_commit(), code_version(), args.why)
+        republish_notes(dest, command, commit, version, args.why)
     print((dest / "leaderboard.md").read_text())
     print(f"republished {dest} from its {RESULTS_FILE} (see {dest / 'RUN.md'})")
     return 0

@@ -51,3 +51,28 @@ def test_republish_refuses_a_folder_without_a_store(tmp_path, capsys):
     assert main(["republish", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no results.sqlite" in err
+
+
+def test_republish_reads_the_code_version_before_it_rebuilds(tmp_path, monkeypatch, capsys):
+    """A republish into a tracked folder must record the commit it ran at, not '-dirty' from its own output."""
+    import bench.provenance
+    import leaderboards.build
+    dest = tmp_path / "cpu"
+    shutil.copytree(COMMITTED, dest)
+    calls: list[str] = []
+    real_write = leaderboards.build.write_leaderboard
+
+    def version() -> str:
+        calls.append("version")
+        return "0.1.0+abc" + ("-dirty" if "write" in calls else "")
+
+    def write(*a, **k):
+        calls.append("write")
+        return real_write(*a, **k)
+
+    monkeypatch.setattr(bench.provenance, "code_version", version)
+    monkeypatch.setattr(leaderboards.build, "write_leaderboard", write)
+    assert main(["republish", str(dest), "--why", "check"]) == 0
+    capsys.readouterr()
+    assert calls == ["version", "write"]
+    assert "(code version `0.1.0+abc`): check" in (dest / "RUN.md").read_text()
