@@ -181,8 +181,9 @@ def directions(suite: Suite, long: pd.DataFrame, protocols: Mapping[str, dict] |
     if protocols and records is not None and len(records):
         for (task, metric, h), _ in records.groupby(["task", "metric", "protocol_hash"]):
             p = protocols.get(h) or {}
-            if "higher_is_better" in p:
-                out[f"{task}/{metric}"] = metric in p["higher_is_better"]
+            if "higher_is_better" in p:                  # an [eN] / [sN] key takes its base key's direction
+                m = CHECKPOINT_KEY.match(metric)
+                out[f"{task}/{metric}"] = (m.group("base") if m else metric) in p["higher_is_better"]
     for r in long.drop_duplicates("column").itertuples():
         if r.column not in out and r.metric:
             out[r.column] = bool(_registry_higher(suite, r.task, r.metric))

@@ -72,6 +72,17 @@ def test_directions_come_from_the_stamped_protocols_first():
     assert directions(_suite(), long, {"h1": {"higher_is_better": ["rel"]}}, recs) == {"photo2depth/rel": True}
 
 
+def test_a_key_scored_at_an_earlier_checkpoint_takes_its_base_keys_direction():
+    # a protocol lists its base keys only: class_acc[e2] (an epoch's checkpoint) and [s500] (a budget rung) are
+    # better high as class_acc is (the cagan-mixed-batch ladder judged them as better low before this was fixed)
+    recs = pd.concat([_records({"A": [0.3]}).assign(metric=m) for m in ("rel", "rel[e2]", "rel[s500]")])
+    recs = recs.assign(protocol_hash="h1")
+    long = leaderboard_frame(_suite(), recs)
+    got = directions(_suite(), long, {"h1": {"higher_is_better": ["rel"]}}, recs)
+    assert got == {"photo2depth/rel": True, "photo2depth/rel[e2]": True, "photo2depth/rel[s500]": True}
+    assert directions(_suite(), long, {"h1": {"higher_is_better": []}}, recs) == dict.fromkeys(got, False)
+
+
 def test_a_failed_row_shows_in_every_column_without_columns_or_published_values():
     suite = parse_suite({
         "suite": {"name": "t", "dataset": "synthetic-scenes", "tasks": ["photo2depth"]},
