@@ -62,10 +62,12 @@ class ClassGANOptions:
     mixed_batches: int = 2           # 2: the authors' complementary pair, every sample used; 1: one batch
     mixed_start: float = 0.0         # with mixed_growth > 0: the share at epoch 0 (the authors: 0) ...
     mixed_growth: float = 0.0        # ... growing by this much per epoch up to mixed_share (the authors: 0.01)
+    d_penalty: float = 0.0           # weight of the squared gradient of D's score at every input it judges, real
+    #                                  and generated (the authors' current code: 1.0; the paper's text: none)
 
     def __post_init__(self) -> None:
         check_options(self, positive=("lr_g", "lr_d", "init_gain"), at_least_one=("z_dim", "ngf", "ndf"),
-                      non_negative=("mixed_growth",), unit=("beta1", "beta2", "mixed_share", "mixed_start"))
+                      non_negative=("mixed_growth", "d_penalty"), unit=("beta1", "beta2", "mixed_share", "mixed_start"))
         if self.fake_labels not in FAKE_LABELS:
             raise ConfigError(f"option 'fake_labels' must be one of {', '.join(FAKE_LABELS)}, not "
                               f"'{self.fake_labels}'")
@@ -131,6 +133,19 @@ class ClassConditionalGAN(MethodAdapter):
         """G's loss from D's outputs on generated samples (``t.d_real`` is computed if read)."""
         raise NotImplementedError
 
+    def penalty_scores(self, out: DOutput, labels: torch.Tensor) -> torch.Tensor:
+        """Per sample, the score whose input gradient ``d_penalty`` penalises: the adversarial logit (the
+        authors' code for AC-GAN; CA-GAN penalises its activated class logit)."""
+        return out.logits[0].reshape(len(labels), -1).sum(1)
+
+    def _penalty(self, t: AdvTerms, y_real: torch.Tensor, y_fake: torch.Tensor, real: torch.Tensor,
+                 fake: torch.Tensor) -> torch.Tensor:
+        """``sum_x |d score(x) / dx|^2`` over every real and generated input, divided by the batch size: the
+        authors' per-position sum over their two (mixed) batches, averaged (CAGAN-MNIST Train.py reg_losses)."""
+        score = self.penalty_scores(t.d_real, y_real).sum() + self.penalty_scores(t.d_fake, y_fake).sum()
+        g_real, g_fake = torch.autograd.grad(score.float(), [real, fake], create_graph=True)
+        return (g_real.float().pow(2).sum() + g_fake.float().pow(2).sum()) / len(real)
+
     # -- training ----------------------------------------------------------------------------------
     def _generate(self, labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         with self.ctx.autocast():
@@ -168,8 +183,14 @@ class ClassConditionalGAN(MethodAdapter):
         z = torch.randn(len(labels), self.options.z_dim, generator=self.ctx.generator(step, "z"))
         with torch.set_grad_enabled(update_g):
             fake = self._generate(y_fake, z)
-        t, yr, yf = self._terms(real, fake.detach(), labels, y_fake, step)
+        penalise = self.options.d_penalty > 0
+        real_d = real.detach().requires_grad_(True) if penalise else real
+        fake_d = fake.detach().requires_grad_(penalise)
+        t, yr, yf = self._terms(real_d, fake_d, labels, y_fake, step)
         loss_d, parts_d = self.d_objective(t, yr, yf)
+        if penalise:
+            parts_d["penalty"] = self._penalty(t, yr, yf, real_d, fake_d)
+            loss_d = loss_d + self.options.d_penalty * parts_d["penalty"]
         opt = self.optimizers["D"]
         opt.zero_grad(set_to_none=True)
         loss_d.backward()

@@ -32,6 +32,10 @@ class CAGAN(ClassConditionalGAN):
         d_real = activated(t.d_real, y_real) if real_known else None
         return AdvTerms(critic, t.real, t.fake, d_real, activated(t.d_fake, y_fake))
 
+    def penalty_scores(self, out: DOutput, labels: torch.Tensor) -> torch.Tensor:
+        """The activated class logit (the authors' code: sum(label_logits * labels))."""
+        return activated(out, labels).logits[0].reshape(-1)
+
     def d_objective(self, t: AdvTerms, y_real: torch.Tensor, y_fake: torch.Tensor):
         adv = self.loss.d_loss(self._activated_terms(t, y_real, y_fake, True))
         return adv, {"adv": adv}

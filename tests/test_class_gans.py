@@ -207,3 +207,36 @@ def test_generated_conditions_are_uniform_or_the_real_batchs():
     assert torch.equal(real.fake_conditions(labels, 3), labels)
     with pytest.raises(ConfigError, match="fake_labels"):
         METHODS.get("cagan").Options(fake_labels="data")
+
+
+@pytest.mark.parametrize("name", ["cagan", "acgan-mod"])
+def test_the_d_penalty_is_the_squared_input_gradient_of_each_samples_score(name):
+    """The authors' code's penalty (CAGAN-MNIST Train.py reg_losses): |d score / d x|^2 for every real and generated
+    input, averaged over the batch; CA-GAN's score is the activated class logit, AC-GAN's the adversarial one. On a
+    linear D the gradient is a weight column, so the penalty is known by hand."""
+    ad = _bare(name, d_penalty=1.0)
+    g = torch.Generator().manual_seed(1)
+    w_cls, w_adv = torch.randn(6, K, generator=g).requires_grad_(), torch.randn(6, 1, generator=g).requires_grad_()
+    real, fake = torch.randn(3, 6, generator=g).requires_grad_(), torch.randn(3, 6, generator=g).requires_grad_()
+    lin = lambda x: DOutput([x @ w_adv], [], {"cls": x @ w_cls})                              # noqa: E731
+    t = AdvTerms(None, real, fake, lin(real), lin(fake))
+    got = ad._penalty(t, Y_REAL, Y_FAKE, real, fake)
+    if name == "cagan":
+        want = (w_cls[:, Y_REAL].pow(2).sum() + w_cls[:, Y_FAKE].pow(2).sum()) / 3
+    else:
+        want = 2 * w_adv.pow(2).sum()
+    torch.testing.assert_close(got, want)
+    (g_w,) = torch.autograd.grad(got, w_cls if name == "cagan" else w_adv)      # D's step trains through it
+    assert g_w.abs().sum() > 0
+
+
+@pytest.mark.parametrize("batches", [None, 2])
+def test_a_penalised_d_step_trains_with_or_without_mixed_batches(batches):
+    mixing = {"mixed_share": 0.5, "mixed_batches": batches} if batches else {}
+    batch = {"image": torch.rand(8, 1, 8, 8) * 2 - 1, "label": torch.arange(8) % K}
+    off, on = _tiny("cagan", **mixing), _tiny("cagan", d_penalty=10.0, **mixing)
+    out = on.train_step(batch, 0, True)
+    assert out["loss_D_penalty"] > 0 and torch.isfinite(out["loss_D"])
+    assert "loss_D_penalty" not in off.train_step(batch, 0, True)
+    with pytest.raises(ConfigError, match="d_penalty"):
+        METHODS.get("cagan").Options(d_penalty=-1.0)
