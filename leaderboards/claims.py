@@ -271,17 +271,20 @@ def effect_text(r: Mapping) -> str:
     return f"{float(d):+.4g}{ci}"
 
 
+def budget_cell(r: Mapping) -> str:
+    """One claim at one training point: the verdict, with p for a verdict and the means' way for a not separated."""
+    v = str(r["verdict"])
+    if v in ("reproduced", "reversed"):
+        return f"{v} (p {p_text(r['p'] if v == 'reproduced' else r['p_reverse'])})"
+    if v == "not separated":
+        return {"claimed": "not separated, claimed way", "opposite": "not separated, other way"}.get(
+            str(r["direction"]), "not separated")
+    return v
+
+
 def budget_table(budget: pd.DataFrame) -> pd.DataFrame:
-    """Claims x training points (the verdict, with p for a verdict and the means' way for a not separated)."""
-    def cell(r: Mapping) -> str:
-        v = str(r["verdict"])
-        if v in ("reproduced", "reversed"):
-            return f"{v} (p {p_text(r['p'] if v == 'reproduced' else r['p_reverse'])})"
-        if v == "not separated":
-            return {"claimed": "not separated, claimed way", "opposite": "not separated, other way"}.get(
-                str(r["direction"]), "not separated")
-        return v
+    """Claims x training points (:func:`budget_cell`)."""
     labels = list(dict.fromkeys(budget["label"]))
-    table = (budget.assign(cell=[cell(r) for r in budget.to_dict("records")])
+    table = (budget.assign(cell=[budget_cell(r) for r in budget.to_dict("records")])
              .pivot_table(index="claim", columns="label", values="cell", aggfunc="first", sort=False))
     return table.reindex(columns=labels).reset_index()

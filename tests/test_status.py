@@ -66,6 +66,14 @@ def page(tmp_path):
                                           ("A", "photo2depth/rms", 5.0, -2.0, True),
                                           ("B", "photo2depth/rms", None, None, False)], "cpu")
     NEW_CLAIMS.to_csv(tmp_path / "real-t2" / "cpu" / "claims.csv", index=False)
+    # a budget ladder beside it (bench run --budget 1,3): its claims by budget, one claim of which it did not run
+    _board(tmp_path / "real-t2" / "cpu@x1-3", [("A", "photo2depth/rel", 0.30, 0.01, False)], "cpu@x1-3")
+    pd.DataFrame([{"claim": c, "label": lab, "verdict": v, "direction": d, "p": p, "p_reverse": pr}
+                  for c, lab, v, d, p, pr in [("A beats B", "step 30 (x1)", "reversed", "opposite", 0.99, 0.004),
+                                              ("A beats B", "end, step 90 (x3)", "not separated", "claimed", 0.2, 0.8),
+                                              ("A beats C", "step 30 (x1)", "missing", "", None, None),
+                                              ("A beats C", "end, step 90 (x3)", "missing", "", None, None)]]
+                 ).to_csv(tmp_path / "real-t2" / "cpu@x1-3" / "claims_by_budget.csv", index=False)
     _board(tmp_path / "sub-t3" / "cpu", [("E", "photo2depth/rel", None, None, False)], "cpu")
     OLD_CLAIMS.to_csv(tmp_path / "sub-t3" / "cpu" / "claims.csv", index=False)
     _board(tmp_path / "toy" / "cpu", [("A", "photo2depth/rel", 0.5, 0.1, True)], "cpu")
@@ -169,3 +177,12 @@ def test_the_committed_suites_say_which_paper_table_they_reproduce():
     items = {(s.paper, i) for s in suites.values() for i in s.paper_items}
     assert len(items) == 15 and {p for p, _ in items} == {"fusion-discriminator", "conditional-activation-gan",
                                                           "decoupled-learning"}
+
+
+def test_budget_ladders_show_each_claims_verdict_per_rung_beside_the_main_result(page):
+    real = page["results"][0]
+    assert real.folder == "real-t2/cpu"                                    # the ladder is not the main result
+    md = page["md"]
+    assert ("| `real-t2` | A beats B | step 30 (x1): reversed (p 0.004); end, step 90 (x3): not separated, claimed "
+            "way | [real-t2/cpu@x1-3](real-t2/cpu@x1-3/leaderboard.md) |") in md
+    assert "A beats C | step 30" not in md                                 # a claim the ladder did not run
