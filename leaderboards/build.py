@@ -18,7 +18,8 @@ import pandas as pd
 
 from bench import failpoints, gates
 from bench.config import Suite
-from leaderboards.claims import EXPLAINED, budget_table, claim_table, claims_by_budget, effect_text, p_text, verdict_text
+from leaderboards.claims import (EXPLAINED, budget_table, claim_table, claims_by_budget, effect_text, p_text,
+                                 verdict_text)
 from leaderboards.curves import CHECKPOINT_KEY, EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
 from leaderboards.export import latex_table
 from leaderboards.report import html_report

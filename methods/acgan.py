@@ -141,7 +141,10 @@ class ClassConditionalGAN(MethodAdapter):
     def _penalty(self, t: AdvTerms, y_real: torch.Tensor, y_fake: torch.Tensor, real: torch.Tensor,
                  fake: torch.Tensor) -> torch.Tensor:
         """``sum_x |d score(x) / dx|^2`` over every real and generated input, divided by the batch size: the
-        authors' per-position sum over their two (mixed) batches, averaged (CAGAN-MNIST Train.py reg_losses)."""
+        authors' per-position sum over their two (mixed) batches, averaged (CAGAN-MNIST Train.py reg_losses).
+        Not a registered regulariser (methods.regularizers): those query D again through ``AdvTerms.critic`` on
+        real or generated samples alone, which with batch norm in D would not be the outputs of the mixed
+        batches D was judged on; this differentiates the outputs the step already computed."""
         score = self.penalty_scores(t.d_real, y_real).sum() + self.penalty_scores(t.d_fake, y_fake).sum()
         g_real, g_fake = torch.autograd.grad(score.float(), [real, fake], create_graph=True)
         return (g_real.float().pow(2).sum() + g_fake.float().pow(2).sum()) / len(real)
