@@ -8,10 +8,14 @@ skipped with that reason, one that fails is recorded and the next one runs):
 ``cuda_tests``   the CUDA-marked tests (``pytest -m cuda``).
 ``step``         one pix2pix training step at 256x256 (U-Net 256 + 70x70 PatchGAN, Adam, vanilla GAN + 100 L1),
                  ours (the ``pix2pix`` adapter) side by side with the reference implementation's
-                 ``Pix2PixModel.optimize_parameters`` (pytorch-CycleGAN-and-pix2pix, imported from the checkout
-                 named by ``BENCH_PIX2PIX_REF`` / ``--ref``; skipped with the reason when absent): batch 1 and 8,
-                 fp32 and bf16 autocast + channels_last; interleaved rounds, median ms per step; same parameter
-                 counts checked.
+                 (pytorch-CycleGAN-and-pix2pix, from the checkout named by ``BENCH_PIX2PIX_REF`` / ``--ref``;
+                 skipped with the reason when absent): batch 1 and 8, fp32 and bf16 autocast + channels_last;
+                 interleaved rounds, median ms per step; same parameter counts checked. Of the checkout only
+                 ``models/networks.py`` is loaded, by its file path (its U-Net, PatchGAN and GANLoss; it imports
+                 nothing but torch and the standard library): never ``models/__init__.py``,
+                 ``models/pix2pix_model.py`` nor ``util/``, which run code of their own on import (a checkout's
+                 ``util/__init__.py`` was found malicious). ``Pix2PixModel.optimize_parameters`` is rebuilt here
+                 from those classes (:func:`build_ref`).
 ``fid``          features of 10k generated images through the FID Inception (random weights: the speed does not
                  depend on them) and the Frechet distance from them.
 ``confusion``    the segmentation confusion matrix in Gpx/s.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -152,14 +157,55 @@ def section_cuda_tests(check: Check) -> dict[str, Any]:
 
 
 # -- the pix2pix step ------------------------------------------------------------------------------
+REF_NETWORKS = Path("models") / "networks.py"    # the one file of the reference checkout that is loaded
+
+
 def ref_checkout(arg: str | None) -> Path:
+    """The reference checkout (``--ref``, else ``$BENCH_PIX2PIX_REF``): a folder with ``models/networks.py``."""
     where = arg or os.environ.get(REF_ENV)
     if not where:
         raise Skip(f"no reference checkout: set {REF_ENV} (or --ref) to a pytorch-CycleGAN-and-pix2pix checkout")
     p = Path(where).expanduser()
-    if not (p / "models" / "pix2pix_model.py").is_file():
-        raise Skip(f"{p} is not a pytorch-CycleGAN-and-pix2pix checkout (no models/pix2pix_model.py)")
+    if not (p / REF_NETWORKS).is_file():
+        raise Skip(f"{p} is not a pytorch-CycleGAN-and-pix2pix checkout (no {REF_NETWORKS.as_posix()})")
     return p
+
+
+def load_ref_networks(ref: Path) -> types.ModuleType:
+    """The reference's ``models/networks.py`` alone, executed from its file path as a module of no package.
+
+    Nothing else of the checkout is imported: not the ``models`` package (its ``__init__`` imports every
+    model), not ``models/pix2pix_model.py`` (it imports ``util/``), not ``util/`` (a stored copy's
+    ``util/__init__.py`` was malicious). The checkout is never put on ``sys.path``, and while networks.py runs
+    every ``sys.path`` entry inside the checkout (a ``PYTHONPATH``, the working folder) is taken off, so an
+    import of ``util`` or ``models`` in it fails instead of reaching into the checkout, and so does a relative
+    import (no parent package). The upstream networks.py imports only torch, functools and
+    torch.optim.lr_scheduler."""
+    path = Path(ref) / REF_NETWORKS
+    root = Path(ref).resolve()
+
+    def inside(entry: str) -> bool:
+        try:
+            return Path(entry or ".").resolve().is_relative_to(root)
+        except (OSError, ValueError):
+            return False
+
+    name = "_pix2pix_reference_networks"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    sys.path[:] = [e for e in saved if not inside(e)]
+    sys.modules[name] = mod                          # torch.compile looks functions' modules up by name
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        sys.path[:] = saved
+    return mod
 
 
 def build_ours(dev: Any, size: int, batch: int, amp: bool, cl: bool, width: int = 64, compile_: bool = False):
@@ -187,37 +233,56 @@ def build_ours(dev: Any, size: int, batch: int, amp: bool, cl: bool, width: int 
 
 def build_ref(ref: Path, dev: Any, size: int, batch: int, amp: bool, cl: bool, width: int = 64,
               compile_: bool = False):
-    """The reference's Pix2PixModel and its optimize_parameters, on one device without DataParallel (a
-    one-GPU run of the reference wraps its nets in DataParallel; we leave that out so both do the same work)."""
+    """The reference's pix2pix training step, ``Pix2PixModel.optimize_parameters`` at its pix2pix defaults,
+    rebuilt from the classes of its ``models/networks.py`` (:func:`load_ref_networks`; the model file itself
+    imports ``util/`` and is never loaded): ``define_G`` (U-Net, batch norm, dropout), ``define_D`` (70x70
+    PatchGAN on the concatenated pair), ``GANLoss("vanilla")``, L1 x 100, Adam (lr 2e-4, betas 0.5, 0.999) for
+    each; one step = G forward, D's update on the detached fake and the real pair (their losses' mean), then
+    G's update with D's parameters frozen (``set_requires_grad``), all under autocast with ``amp`` as the
+    model's step is. ``pool_size`` 0 (pix2pix's) makes the model's image pool a no-op, so none is built. On one
+    device without DataParallel (a one-GPU run of the reference wraps its nets in DataParallel; we leave that
+    out so both do the same work); cudnn.benchmark, which the reference's BaseModel turns on, :func:`main`
+    turns on for both on a GPU."""
     import torch
-    if str(ref) not in sys.path:
-        sys.path.insert(0, str(ref))
-    from models.pix2pix_model import Pix2PixModel  # type: ignore[import-not-found]
+    nets = load_ref_networks(ref)
     torch.manual_seed(0)
     net_g = {256: "unet_256", 128: "unet_128"}[size]
-    opt = types.SimpleNamespace(
-        gpu_ids=[], isTrain=True, checkpoints_dir=tempfile.gettempdir(), name="gpu-check",
-        preprocess="resize_and_crop", input_nc=3, output_nc=3, ngf=width, ndf=width, netG=net_g, netD="basic",
-        n_layers_D=3, norm="batch", no_dropout=False, init_type="normal", init_gain=0.02, gan_mode="vanilla",
-        lr=2e-4, beta1=0.5, lambda_L1=100.0, pool_size=0, direction="AtoB", continue_train=False, verbose=False,
-        lr_policy="linear", epoch_count=1, n_epochs=100, n_epochs_decay=100)
-    m = Pix2PixModel(opt)
+    # Pix2PixModel.__init__: define_G(input_nc, output_nc, ngf, netG, norm, not no_dropout, init_type, init_gain,
+    # gpu_ids) and define_D(input_nc + output_nc, ndf, netD, n_layers_D, norm, init_type, init_gain, gpu_ids),
+    # gpu_ids left at its default [] (no DataParallel)
+    net_G = nets.define_G(3, 3, width, net_g, "batch", True, "normal", 0.02)
+    net_D = nets.define_D(6, width, "basic", 3, "batch", "normal", 0.02)
     mf = torch.channels_last if cl else torch.contiguous_format
-    m.netG.to(dev, memory_format=mf)
-    m.netD.to(dev, memory_format=mf)
-    m.criterionGAN.to(dev)
-    m.device = dev
-    if compile_:
-        m.netG, m.netD = torch.compile(m.netG), torch.compile(m.netD)
-    a = (torch.rand(batch, 3, size, size) * 2 - 1).to(dev, memory_format=mf)
-    b = (torch.rand(batch, 3, size, size) * 2 - 1).to(dev, memory_format=mf)
-    m.set_input({"A": a, "B": b, "A_paths": [""] * batch, "B_paths": [""] * batch})
+    net_G.to(dev, memory_format=mf)
+    net_D.to(dev, memory_format=mf)
+    gan = nets.GANLoss("vanilla").to(dev)
+    l1 = torch.nn.L1Loss()
+    opt_G = torch.optim.Adam(net_G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(net_D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    counts = (sum(p.numel() for p in net_G.parameters()), sum(p.numel() for p in net_D.parameters()))
+    G, D = (torch.compile(net_G), torch.compile(net_D)) if compile_ else (net_G, net_D)
+    real_A = (torch.rand(batch, 3, size, size) * 2 - 1).to(dev, memory_format=mf)
+    real_B = (torch.rand(batch, 3, size, size) * 2 - 1).to(dev, memory_format=mf)
     ac = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+
+    def set_requires_grad(flag: bool) -> None:
+        for p in net_D.parameters():
+            p.requires_grad = flag
 
     def step():
         with ac():
-            m.optimize_parameters()
-    counts = (sum(p.numel() for p in m.netG.parameters()), sum(p.numel() for p in m.netD.parameters()))
+            fake_B = G(real_A)                                       # forward
+            set_requires_grad(True)                                  # update D
+            opt_D.zero_grad()
+            loss_D_fake = gan(D(torch.cat((real_A, fake_B), 1).detach()), False)
+            loss_D_real = gan(D(torch.cat((real_A, real_B), 1)), True)
+            ((loss_D_fake + loss_D_real) * 0.5).backward()
+            opt_D.step()
+            set_requires_grad(False)                                 # update G
+            opt_G.zero_grad()
+            loss_G = gan(D(torch.cat((real_A, fake_B), 1)), True) + l1(fake_B, real_B) * 100.0
+            loss_G.backward()
+            opt_G.step()
     return step, counts
 
 
@@ -417,6 +482,8 @@ def pack_runs(work: Path, dest: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- summary
 def summary_markdown(r: dict[str, Any]) -> str:
+    """gpu_check.md; errors, paths and the suites' row names escaped for Markdown (:mod:`leaderboards.escape`)."""
+    from leaderboards.escape import md_heading, md_text
     s = r["sections"]
     env = s.get("env", {})
     lines = [f"# GPU check{' (dry run, CPU)' if r['dry'] else ''}", "",
@@ -426,7 +493,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
              "| section | status | wall s | detail |", "|---|---|---|---|"]
     for name, v in s.items():
         detail = v.get("reason") or v.get("error") or v.get("summary") or ""
-        lines.append(f"| {name} | {v['status']} | {v.get('wall_s', '')} | {detail} |")
+        lines.append(f"| {name} | {v['status']} | {v.get('wall_s', '')} | {md_text(detail)} |")
     for key in ("step", "compile"):
         rows = [x for x in s.get(key, {}).get("rows", []) if "skipped" not in x]
         if rows:
@@ -439,7 +506,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
                              f"{x.get('ratio_ref_over_ours', '-')} | {x.get('same_params', '-')} | "
                              f"{x['ours_first_ms']}, {x.get('reference_first_ms', '-')} |")
             if s[key].get("reference_skipped"):
-                lines.append(f"\nReference not timed: {s[key]['reference_skipped']}")
+                lines.append(f"\nReference not timed: {md_text(s[key]['reference_skipped'])}")
     if (f := s.get("fid", {})).get("status") == "ok":
         lines += ["", f"FID features: {f['images']} images in {f['features_s']} s ({f['images_per_s']} img/s); "
                   f"Frechet distance from {f['images']}x2048 features: {f['frechet_s']} s; FID from two sets of "
@@ -449,10 +516,11 @@ def summary_markdown(r: dict[str, Any]) -> str:
     for key in ("fusion_row", "short"):
         v = s.get(key, {})
         if v.get("leaderboard"):
-            lines += ["", f"## {v['command']} ({v['wall_s']} s, return code {v['returncode']})", "",
+            lines += ["", f"## {md_heading(v['command'])} ({v['wall_s']} s, return code {v['returncode']})", "",
                       "| row | task | metric | mean | published |", "|---|---|---|---|---|"]
             for x in v["leaderboard"]:
-                lines.append(f"| {x.get('row')} | {x.get('task')} | {x.get('metric')} | {x.get('mean')} | "
+                lines.append(f"| {md_text(x.get('row'))} | {md_text(x.get('task'))} | {md_text(x.get('metric'))} | "
+                             f"{x.get('mean')} | "
                              f"{x.get('published', '')} |")
     return "\n".join(lines) + "\n"
 

@@ -21,6 +21,7 @@ from bench.config import Suite
 from leaderboards.claims import (EXPLAINED, budget_table, claim_table, claims_by_budget, effect_text, p_text,
                                  verdict_text)
 from leaderboards.curves import CHECKPOINT_KEY, EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
+from leaderboards.escape import md_cell, md_code, md_heading, md_text
 from leaderboards.export import latex_table
 from leaderboards.report import html_report
 from leaderboards.stats import METHOD, add_statistics
@@ -288,18 +289,14 @@ def wide_table(long: pd.DataFrame, listed: Mapping[str, list[str]] | None = None
     return pd.DataFrame(table)
 
 
-def _md_cell(v: object) -> object:
-    """A table cell that cannot break the markdown table (a ``|`` in a row name)."""
-    return v.replace("|", "\\|").replace("\n", " ") if isinstance(v, str) else v
-
-
 def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: dict[str, str],
                     higher: Mapping[str, bool] | None = None, claims: pd.DataFrame | None = None) -> str:
     s = suite.suite
-    lines = [f"# {s.title or s.name}", "",
-             f"suite `{s.name}` · profile `{profile}` · dataset `{s.dataset}` · tasks {', '.join(s.tasks)}"]
+    lines = [f"# {md_heading(s.title or s.name)}", "",
+             f"suite {md_code(s.name)} · profile {md_code(profile)} · dataset {md_code(s.dataset)} · tasks "
+             f"{md_text(', '.join(s.tasks))}"]
     if s.reference:
-        lines.append(f"reproduces: {s.reference}")
+        lines.append(f"reproduces: {md_text(s.reference)}")
     seeds = sorted(set(long["n"])) if len(long) else []
     how = (f"mean [95% Student t interval of the mean] over seeds, its method named in each cell ({METHOD}; "
            "'clipped' where cut to the metric's range); mean ± sample std where there is no interval (one seed)"
@@ -307,11 +304,12 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
     lines += [f"seeds per cell: {', '.join(map(str, seeds))} ({how}); a gap marked * puts the paper's value "
               "outside our interval", ""]
     wide = wide_table(long, suite.columns)
-    wide.columns = [_md_cell(c) for c in wide.columns]
-    lines.append(wide.map(_md_cell).to_markdown(index=False))
+    wide.columns = [md_cell(c) for c in wide.columns]
+    lines.append(wide.map(md_cell).to_markdown(index=False))
     agree = rank_agreement(long, higher if higher is not None else directions(suite, long))
     if len(agree):
-        lines += ["", "## Ranking agreement with the paper", "", agree.to_markdown(index=False, floatfmt=".3f")]
+        lines += ["", "## Ranking agreement with the paper", "",
+                  agree.assign(column=agree["column"].map(md_cell)).to_markdown(index=False, floatfmt=".3f")]
     if claims is None:
         claims = claim_table(suite, long, higher if higher is not None else directions(suite, long))
     if len(claims):
@@ -319,21 +317,23 @@ def render_markdown(suite: Suite, long: pd.DataFrame, profile: str, protocols: d
                               p=[p_text(v) for v in claims["p"]],
                               effect=[effect_text(r) for r in claims.to_dict("records")])
         lines += ["", "## Published claims", "", EXPLAINED, "",
-                  shown[["claim", "source", "ours", "verdict", "p", "effect"]].map(_md_cell)
+                  shown[["claim", "source", "ours", "verdict", "p", "effect"]].map(md_cell)
                   .to_markdown(index=False)]
     degenerate = long[long["status"] == "degenerate"].drop_duplicates(["row", "task"])
     if len(degenerate):
         lines += ["", "## Degenerate runs", "", "Their numbers are shown but are not results: the sanity gate "
                   "(constant or collapsed outputs on the test inputs; `bench.gates`) flagged them, and a claim that "
                   "needs them is untestable.", ""]
-        lines += [f"- {_md_cell(r.row)} / {r.task}: {r.reason}" for r in degenerate.itertuples()]
+        lines += [f"- {md_text(r.row, start=True)} / {md_text(r.task)}: {md_text(r.reason)}"
+                  for r in degenerate.itertuples()]
     failed = long[long["status"] == "failed"].drop_duplicates(["row", "task"])
     if len(failed):
-        lines += ["", "## Failed runs", ""] + [f"- {r.row} / {r.task}: {r.reason}" for r in failed.itertuples()]
+        lines += ["", "## Failed runs", ""] + [f"- {md_text(r.row, start=True)} / {md_text(r.task)}: "
+                                                f"{md_text(r.reason)}" for r in failed.itertuples()]
     if protocols:
-        lines += ["", "## Evaluation protocols", ""] + [f"- `{h}`: {d}" for h, d in protocols.items()]
+        lines += ["", "## Evaluation protocols", ""] + [f"- {md_code(h)}: {md_text(d)}" for h, d in protocols.items()]
     if s.assumptions:
-        lines += ["", "## Assumptions", ""] + [f"- {a}" for a in s.assumptions]
+        lines += ["", "## Assumptions", ""] + [f"- {md_text(a, start=True)}" for a in s.assumptions]
     return "\n".join(lines) + "\n"
 
 
@@ -406,7 +406,7 @@ def budget_markdown(budget: pd.DataFrame) -> str:
                       "epochs (`eval_epochs`) and budget rungs (`bench run --budget`, x = multiple of the profile's "
                       "steps), then at the end. A verdict that holds at every budget does not hang on the training "
                       "length; one that turns says so.", "",
-                      budget_table(budget).map(_md_cell).to_markdown(index=False), ""])
+                      budget_table(budget).map(md_cell).to_markdown(index=False), ""])
 
 
 def _figures(suite: Suite, long: pd.DataFrame, out: Path) -> str:
@@ -421,13 +421,15 @@ def _figures(suite: Suite, long: pd.DataFrame, out: Path) -> str:
         for task in suite.suite.tasks:
             found = sample_grid(out, row, task)
             if found is not None:
-                grids.append(f"- {_md_cell(row)} / {task}: ![{_md_cell(row)}]({found.relative_to(out).as_posix()})")
+                grids.append(f"- {md_text(row, start=True)} / {md_text(task)}: "
+                             f"![{md_text(row, brackets=True)}]({found.relative_to(out).as_posix()})")
     if grids:
         lines += ["", "## Samples", ""] + grids
     curves = joint_curves(out)
     if curves:
-        lines += ["", "## Joint metrics' curves", ""] + [f"- {cap}: ![{cap}]({p.relative_to(out).as_posix()})"
-                                                         for cap, p in curves]
+        lines += ["", "## Joint metrics' curves", ""] + [
+            f"- {md_text(cap, start=True)}: ![{md_text(cap, brackets=True)}]({p.relative_to(out).as_posix()})"
+            for cap, p in curves]
     return "\n".join(lines) + ("\n" if lines else "")
 
 

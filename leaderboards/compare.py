@@ -29,6 +29,7 @@ from bench.errors import ConfigError
 from bench.validate import validate_suite
 from leaderboards.claims import seed_values
 from leaderboards.curves import CHECKPOINT_KEY
+from leaderboards.escape import md_cell, md_code, md_heading
 from leaderboards.stats import ALPHA, clip, compare, describe, interval
 
 VERDICTS = ("better", "worse", "not separated", "degenerate", "missing")
@@ -135,13 +136,9 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
-def _md(v: object) -> object:
-    return v.replace("|", "\\|") if isinstance(v, str) else v
-
-
 def compare_markdown(frame: pd.DataFrame, discriminator: str) -> str:
     """compare.md: what the verdicts mean, then per suite the summary and every pair's test."""
-    lines = [f"# `{discriminator}` against the established discriminators", "",
+    lines = [f"# {md_code(discriminator)} against the established discriminators", "",
              f"Each established row is tested against the candidate on each metric with Welch's t-test on the "
              f"per-seed values, one-sided each way at alpha {ALPHA}: *better* / *worse* when the candidate is "
              "better / worse by the metric's direction with p < alpha, *not separated* otherwise (with the "
@@ -158,6 +155,6 @@ def compare_markdown(frame: pd.DataFrame, discriminator: str) -> str:
         s = summary(g).drop(columns="suite")
         pairs = g[["column", "row", "verdict", "means_favour", "diff", "diff_low", "diff_high", "p", "p_reverse",
                    "row_mean", "n_row", "detail"]]
-        lines += [f"## {suite}", "", s.map(_md).to_markdown(index=False, floatfmt=".4g"), "",
-                  pairs.map(_md).to_markdown(index=False, floatfmt=".4g"), ""]
+        lines += [f"## {md_heading(suite)}", "", s.map(md_cell).to_markdown(index=False, floatfmt=".4g"), "",
+                  pairs.map(md_cell).to_markdown(index=False, floatfmt=".4g"), ""]
     return "\n".join(lines)

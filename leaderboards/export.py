@@ -12,13 +12,7 @@ import math
 import pandas as pd
 
 from leaderboards.curves import CHECKPOINT_KEY
-
-_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def escape(text: str) -> str:
-    return "".join(_SPECIAL.get(c, c) for c in str(text))
+from leaderboards.escape import latex_text as escape   # row names, column labels, the caption
 
 
 def _num(v: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,39 +21,103 @@ def _run(out: Path, *args: str, env: dict | None = None) -> subprocess.Completed
                           capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="module")
-def ref_checkout(tmp_path_factory) -> Path:
-    """A stand-in 'reference checkout' with the reference's interface (the real one is never in the repo):
-    Pix2PixModel(opt) with set_input / optimize_parameters over netG / netD built by our own U-Net and
-    PatchGAN, so the script's import, option and timing paths run."""
-    root = tmp_path_factory.mktemp("ref")
-    (root / "models").mkdir()
-    (root / "models" / "__init__.py").write_text("")
-    (root / "models" / "pix2pix_model.py").write_text('''
+# A stand-in for the reference's models/networks.py (the real checkout is never in the repo): its interface
+# (define_G / define_D as Pix2PixModel calls them, GANLoss(gan_mode)) over our own U-Net and PatchGAN, so the
+# script's loading, step and timing paths run and the parameter counts match ours.
+NETWORKS = '''
 import torch
+try:
+    import util        # the upstream file does not; one that tries must not reach the checkout's util/
+except ImportError:
+    pass
 from methods.generators.unet import UNetGenerator
 from methods.discriminators.patchgan import PatchGAN
 
-class Pix2PixModel:
-    def __init__(self, opt):
-        size = {"unet_256": 256, "unet_128": 128}[opt.netG]
-        self.netG = UNetGenerator(opt.input_nc, opt.output_nc, image_size=size, ngf=opt.ngf)
-        self.netD = PatchGAN(opt.input_nc, opt.output_nc, image_size=size, ndf=opt.ndf)
-        self.criterionGAN = torch.nn.BCEWithLogitsLoss()
-        self.opt_g = torch.optim.Adam(self.netG.parameters(), lr=opt.lr)
-        self.opt_d = torch.optim.Adam(self.netD.parameters(), lr=opt.lr)
-        self.device = torch.device("cpu")
 
-    def set_input(self, d):
-        self.a, self.b = d["A"].to(self.device), d["B"].to(self.device)
+class _PairD(torch.nn.Module):
+    """The reference's D takes the concatenated pair; ours takes the two halves."""
+    def __init__(self, d):
+        super().__init__()
+        self.d = d
 
-    def optimize_parameters(self):
-        fake = self.netG(self.a)
-        d = self.netD(self.a, fake.detach())
-        self.opt_d.zero_grad(); self.criterionGAN(d, torch.zeros_like(d)).backward(); self.opt_d.step()
-        self.opt_g.zero_grad(); (fake - self.b).abs().mean().backward(); self.opt_g.step()
-''')
+    def forward(self, ab):
+        return self.d(ab[:, :3], ab[:, 3:])
+
+
+def define_G(input_nc, output_nc, ngf, netG, norm="batch", use_dropout=False, init_type="normal",
+             init_gain=0.02, gpu_ids=[]):
+    size = {"unet_256": 256, "unet_128": 128}[netG]
+    return UNetGenerator(input_nc, output_nc, image_size=size, ngf=ngf)
+
+
+def define_D(input_nc, ndf, netD, n_layers_D=3, norm="batch", init_type="normal", init_gain=0.02, gpu_ids=[]):
+    assert netD == "basic" and input_nc == 6
+    return _PairD(PatchGAN(3, 3, ndf=ndf))
+
+
+class GANLoss(torch.nn.Module):
+    def __init__(self, gan_mode):
+        super().__init__()
+        assert gan_mode == "vanilla"
+        self.loss = torch.nn.BCEWithLogitsLoss()
+
+    def __call__(self, pred, target_is_real):
+        return self.loss(pred, torch.full_like(pred, 1.0 if target_is_real else 0.0))
+'''
+
+# What the real checkout has beside networks.py, and what must never run: each writes a marker when imported.
+TRAP = "import os, pathlib; pathlib.Path(os.environ['TRAP_DIR'], {name!r}).write_text('imported')\n"
+
+
+def _reference(root: Path) -> Path:
+    """A reference checkout: models/networks.py, plus models/__init__.py, models/pix2pix_model.py (which, as the
+    real one, imports util) and util/__init__.py that leave a marker in $TRAP_DIR when imported."""
+    (root / "models").mkdir(parents=True)
+    (root / "util").mkdir()
+    (root / "models" / "networks.py").write_text(NETWORKS)
+    (root / "models" / "__init__.py").write_text(TRAP.format(name="models"))
+    (root / "models" / "pix2pix_model.py").write_text(TRAP.format(name="pix2pix_model") +
+                                                       "from util.image_pool import ImagePool\n")
+    (root / "util" / "__init__.py").write_text(TRAP.format(name="util"))
+    (root / "util" / "image_pool.py").write_text(TRAP.format(name="image_pool") + "ImagePool = object\n")
     return root
+
+
+@pytest.fixture(scope="module")
+def ref_checkout(tmp_path_factory) -> Path:
+    return _reference(tmp_path_factory.mktemp("ref"))
+
+
+def test_only_the_references_networks_py_is_loaded(tmp_path: Path) -> None:
+    """Issue 22 item 10: the reference's util/__init__.py (and the models package, pix2pix_model.py) must never
+    run; the step is built and taken from models/networks.py alone."""
+    ref, traps = _reference(tmp_path / "ref"), tmp_path / "traps"
+    traps.mkdir()
+    code = (f"import importlib.util, sys, torch\n"
+            f"spec = importlib.util.spec_from_file_location('gpu_check', {str(SCRIPT)!r})\n"
+            "gc = importlib.util.module_from_spec(spec); spec.loader.exec_module(gc)\n"
+            f"ref = gc.ref_checkout({str(ref)!r})\n"
+            f"sys.path.append({str(ref)!r})\n"            # even with the checkout on the path (a PYTHONPATH)
+            "step, counts = gc.build_ref(ref, torch.device('cpu'), size=128, batch=1, amp=False, cl=False, width=8)\n"
+            "step(); step()\n"
+            "assert not {'models', 'util', 'models.pix2pix_model'} & set(sys.modules), sorted(sys.modules)\n"
+            f"assert sys.path[-1] == {str(ref)!r}\n"       # put back as it was
+            "print('counts', counts)\n")
+    e = {**os.environ, "OMP_NUM_THREADS": "1", "TRAP_DIR": str(traps)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=e, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "counts (" in r.stdout
+    assert sorted(p.name for p in traps.iterdir()) == []      # nothing but networks.py was imported
+
+
+def test_a_checkout_without_networks_py_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("gpu_check_for_test", SCRIPT)
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "pix2pix_model.py").write_text("raise SystemExit('must not be imported')\n")
+    with pytest.raises(gc.Skip, match="no models/networks.py"):
+        gc.ref_checkout(str(tmp_path))
 
 
 def test_dry_run_measures_every_cpu_section(tmp_path: Path, ref_checkout: Path) -> None:
@@ -96,8 +161,7 @@ def test_a_spent_budget_skips_sections_with_the_reason(tmp_path: Path) -> None:
 def test_a_failing_section_is_recorded_and_the_rest_runs(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     (broken / "models").mkdir(parents=True)
-    (broken / "models" / "__init__.py").write_text("")
-    (broken / "models" / "pix2pix_model.py").write_text("raise ImportError('needs util.visualizer')\n")
+    (broken / "models" / "networks.py").write_text("raise ImportError('needs util.visualizer')\n")
     out = tmp_path / "out"
     r = _run(out, "--sections", "step,confusion", "--ref", str(broken))
     rep = json.loads((out / "gpu_check.json").read_text())["sections"]

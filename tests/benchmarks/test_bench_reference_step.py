@@ -1,9 +1,12 @@
 """One pix2pix training step, ours against the reference implementation's, at equal work.
 
 The reference is pytorch-CycleGAN-and-pix2pix's ``Pix2PixModel.optimize_parameters`` (U-Net 256 + 70x70
-PatchGAN, batch norm, Adam, vanilla GAN + 100 L1), imported from the checkout named by ``BENCH_PIX2PIX_REF``
-(never copied into this repository; skipped when the setting is absent). Both are built and timed by the
-GPU check's own functions (``.ci/gpu_check.py``): same parameter counts, interleaved rounds, median.
+PatchGAN, batch norm, Adam, vanilla GAN + 100 L1) from the checkout named by ``BENCH_PIX2PIX_REF`` (never
+copied into this repository; skipped when the setting is absent). Only the checkout's ``models/networks.py``
+is loaded, by its file path: the step is rebuilt from its classes (``gpu_check.build_ref``), and the
+``models`` package, ``models/pix2pix_model.py`` and ``util/`` are never imported (they run code on import; a
+stored copy's ``util/__init__.py`` was malicious). Both are built and timed by the GPU check's own functions
+(``.ci/gpu_check.py``): same parameter counts, interleaved rounds, median.
 ``pytest tests/benchmarks/test_bench_reference_step.py --benchmark-enable -s`` prints the ratio.
 """
 
