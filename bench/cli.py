@@ -59,8 +59,16 @@ def plugin_faults(run_dir: Path) -> Iterator[None]:
         raise PluginFault(describe_failure(e, run_dir)) from e
 
 
+def default_out(name: str) -> Path:
+    """``runs/<slug of name>``: a suite's (or a compared discriminator's) name never decides where output goes
+    beyond that (an absolute path or ``../..`` as the name stays under ``runs/``); ``--out`` does."""
+    if not slug(name):
+        raise ConfigError(f"the name {name!r} has no letter or digit to name an output folder; give --out")
+    return Path("runs") / slug(name)
+
+
 def _out(value: str | None, suite_name: str) -> Path:
-    out = Path(value or Path("runs") / suite_name)
+    out = Path(value) if value else default_out(suite_name)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     return out
@@ -74,10 +82,17 @@ def _rows(suite, values: list[str] | None) -> list[str] | None:
     names = {r.name for r in suite.rows} | {slug(r.name) for r in suite.rows}
     out: list[str] = []
     for v in values:
-        out += [v.strip()] if v.strip() in names else [p.strip() for p in v.split(",") if p.strip()]
+        got = [v.strip()] if v.strip() in names else [p.strip() for p in v.split(",") if p.strip()]
+        if not got:                        # "" or ",": no row at all would run every row
+            raise ConfigError(f"--rows {v!r} names no row; give row names or slugs, e.g. --rows "
+                              f"'{slug(suite.rows[0].name)}'")
+        out += got
     for r in out:
         suite.row(r)                       # unknown rows: one line naming the rows there are
     return out
+
+
+MAX_SEEDS = 10_000
 
 
 def _seeds(n: int | None) -> list[int] | None:
@@ -85,6 +100,8 @@ def _seeds(n: int | None) -> list[int] | None:
         return None
     if n < 1:
         raise ConfigError("--seeds must be at least 1")
+    if n > MAX_SEEDS:
+        raise ConfigError(f"--seeds {n} is more than {MAX_SEEDS} runs per row; give the number of seeds to run")
     return list(range(n))
 
 
@@ -130,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = run_suite(suite, out, profile=profile, rows=rows, seeds=_seeds(args.seeds),
                        device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
                        force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard,
-                       jobs=args.jobs)
+                       jobs=args.jobs, isolate=not args.in_process, time_limit_min=args.time_limit,
+                       stall_limit_min=args.stall_limit)
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
           f"in {report.seconds:.0f} s")
     for f in report.failed:
@@ -165,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from bench import checkpoint as ckpt
     from bench.build import select_device
-    from bench.registry import reload_plugins
+    from bench.registry import check_recorded_plugins
     from bench.runspec import RunSpec
     from bench.score import score_run
     path = Path(args.checkpoint)
@@ -178,7 +196,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path} holds no complete checkpoint")
         path = latest
     info = ckpt.read_run_info(path)
-    reload_plugins(info.get("plugins") or [])          # --plugin is remembered by the run
+    check_recorded_plugins(info.get("plugins") or [])   # never imported on the run's word: --plugin names them
     spec = RunSpec.from_dict(info["spec"])
     with plugin_faults(path.parent.parent):
         res = score_run(spec, path, device=select_device(args.device), progress=not args.no_progress)
@@ -203,7 +221,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if args.run:
         _run_for_regress(args, suite, out, profile, _seeds(args.seeds))
     frame = baseline_frame(suite, _store(out, suite.name), profile, environment(out))
-    dest = Path(args.file or out / f"baseline-{suite.name}-{profile}.csv")
+    dest = Path(args.file or out / f"baseline-{slug(suite.name)}-{slug(profile)}.csv")
     dest.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(dest, index=False)
     held = frame[frame["status"].isin(["ok", "degenerate"])]
@@ -273,7 +291,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         _store(where, suite.name)                      # one line when it holds no results
         folders = [where]
     frame = history_frame(folders, suite, args.metric, args.profile)
-    dest = Path(args.plot or where / f"history-{suite.name}-{args.metric.replace('/', '_')}.png")
+    metric = "".join(c if c.isalnum() or c in "-." else "_" for c in args.metric)
+    dest = Path(args.plot or where / f"history-{slug(suite.name)}-{metric}.png")
     plot_history(frame, dest, f"{suite.name}: {args.metric} over code versions ({len(folders)} run folder(s))")
     table = frame.drop(columns="code_version")
     table["first_record"] = table["first_record"].dt.strftime("%Y-%m-%d %H:%M")
@@ -288,7 +307,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from leaderboards.build import directions, leaderboard_frame, ranges, write_leaderboard
     from leaderboards.compare import Plan, candidate_suite, compare_markdown, established_rows, preflight, verdicts
     import pandas as pd
-    out = Path(args.out or Path("runs") / f"compare-{args.discriminator}")
+    out = Path(args.out) if args.out else default_out(f"compare-{args.discriminator}")
     name = f"{args.discriminator} (candidate)"
     wanted = [p.strip() for v in args.rows or [] for p in v.split(",") if p.strip()]
     device = select_device(args.device)
@@ -371,11 +390,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.suite import RESULTS_FILE
     from leaderboards.build import write_leaderboard
     suite = _suite(args.suite)
-    out = Path(args.out or Path("runs") / suite.name)
+    out = Path(args.out) if args.out else default_out(suite.name)
     db = out / RESULTS_FILE
     if not db.exists():
         raise ConfigError(f"no results at {db}; run `bench run {suite.name} --out {out}` first")
-    md = write_leaderboard(suite, ResultStore(db), out, profile=args.profile)
+    with folder_lock(out, busy="a run is writing there: rebuild its leaderboard when that run has ended"):
+        md = write_leaderboard(suite, ResultStore(db), out, profile=args.profile)
     print(md.read_text())
     return 0
 
@@ -433,6 +453,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train and score N runs at once in worker processes, each with threads / N torch threads "
                         "(small models use threads poorly: two 1-thread jobs on 2 cores do more than one 2-thread job)")
+    s.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="end a run (training and scoring) after MIN minutes and record it failed (default: the "
+                        "profile's time_limit_min, else 120 + steps / 2)")
+    s.add_argument("--stall-limit", type=float, metavar="MIN",
+                   help="end a run with no training step, scoring batch or judge step for MIN minutes (default: "
+                        "the profile's stall_limit_min, 30)")
+    s.add_argument("--in-process", action="store_true",
+                   help="run every run in this process, one after the other (for a debugger); by default each has "
+                        "a process of its own, so a plug-in's exit, crash, hang or global state costs its row only")
     common(s)
     s.set_defaults(func=cmd_run)
 
@@ -561,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     if threads not in (None, ""):
         import torch
         try:
+            if int(threads) > (os.cpu_count() or 1):
+                print(f"bench: error: --threads / BENCH_THREADS = {threads} is more than this machine's "
+                      f"{os.cpu_count() or 1} CPU cores; give at most that", file=sys.stderr)
+                return 2
             torch.set_num_threads(int(threads))
         except (RuntimeError, ValueError):
             print(f"bench: error: --threads / BENCH_THREADS must be a positive integer, not {threads!r}",

@@ -72,6 +72,10 @@ class SuiteSection:
                 raise ConfigError(f"key '{key}' must be at least 1 (leave it out when not published)")
 
 
+#: the most generator steps a profile may ask for (a billion: years of training; more is a typo)
+MAX_STEPS = 10**9
+
+
 @dataclass
 class Profile:
     """``[profiles.<name>]``: how much work one run does (``smoke``, ``short``, ``full``, ...)."""
@@ -95,6 +99,11 @@ class Profile:
                                 "--budget`); their keys get the suffix `[sN]`.", factory=list)
     explode_above: float | None = doc("A run whose loss exceeds this in absolute value has diverged (none: "
                                       "only non-finite losses count).", 1e8)
+    time_limit_min: float | None = doc("Wall-time limit of one run (training and scoring), minutes; a run past it "
+                                       "is ended and recorded failed (none: 120 + steps / 2, a backstop; "
+                                       "`--time-limit` overrides).", None)
+    stall_limit_min: float = doc("A run with no training step, scoring batch or judge step for this many minutes "
+                                 "is stalled: ended and recorded failed (`--stall-limit` overrides).", 30.0)
     options: dict[str, Any] = doc("Method option overrides for this profile (merged over `[options]`).",
                                   factory=dict)
     components: dict[str, dict[str, Any]] = doc(
@@ -104,13 +113,22 @@ class Profile:
     metric_options: dict[str, dict[str, Any]] = doc("Per metric: option overrides for this profile.",
                                                     factory=dict)
 
+    def wall_limit_s(self) -> float:
+        """The wall-time limit of one run in seconds: ``time_limit_min``, else 2 h plus 30 s per step."""
+        return 60 * (self.time_limit_min if self.time_limit_min is not None else 120 + self.steps / 2)
+
     def __post_init__(self) -> None:
         for key in ("image_size", "batch_size", "eval_batch_size", "checkpoint_every", "keep_checkpoints",
                     "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"key '{key}' must be at least 1, got {getattr(self, key)}")
+        if (self.time_limit_min is not None and not self.time_limit_min > 0) or not self.stall_limit_min > 0:
+            raise ConfigError("keys 'time_limit_min' and 'stall_limit_min' must be positive minutes")
         if self.steps < 0 or self.num_workers < 0:
             raise ConfigError("keys 'steps' and 'num_workers' must not be negative")
+        if self.steps > MAX_STEPS:
+            raise ConfigError(f"key 'steps' = {self.steps:.3g} is beyond any training budget (at most {MAX_STEPS:,} "
+                              "generator steps); give the steps of one run")
         if any(e < 1 for e in self.eval_epochs) or len(set(self.eval_epochs)) != len(self.eval_epochs):
             raise ConfigError(f"key 'eval_epochs' must list distinct epochs >= 1, got {self.eval_epochs}")
         if any(s < 1 or s > self.steps for s in self.eval_steps) or len(set(self.eval_steps)) != len(self.eval_steps):
@@ -294,6 +312,9 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError(f"cannot read suite file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: arrays or tables nested too deeply to read; a suite file nests a few "
+                          "levels") from None
     return parse_suite(data, source=source, path=str(path))
 
 

@@ -189,3 +189,100 @@ def split_key(metric: str) -> tuple[str, str, str] | None:
     body, _, rest = metric[len(PREFIX):].partition("@")
     output, br, epoch = rest.partition("[")
     return body, output, (br + epoch)
+
+
+# --- a discriminator that cannot judge ------------------------------------------------------------
+
+def _tensor_args(values: Any) -> list[torch.Tensor]:
+    if isinstance(values, torch.Tensor):
+        return [values]
+    if isinstance(values, (list, tuple)):
+        return [t for v in values for t in _tensor_args(v)]
+    if isinstance(values, dict):
+        return [t for v in values.values() for t in _tensor_args(v)]
+    return []
+
+
+def _reaches(outputs: list[torch.Tensor], inputs: list[torch.Tensor]) -> bool:
+    """Whether the autograd graph behind ``outputs`` holds any of ``inputs`` (no backward pass: a walk over the
+    graph, which stops at the first input it meets)."""
+    nodes = {id(t.grad_fn) for t in inputs if t.grad_fn is not None}
+    leaves = {id(t) for t in inputs if t.grad_fn is None}
+    stack = [o.grad_fn for o in outputs if o.grad_fn is not None]
+    seen: set[int] = set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if id(fn) in nodes or id(getattr(fn, "variable", None)) in leaves:
+            return True
+        stack.extend(n for n, _ in fn.next_functions)
+    return False
+
+
+def check_discriminator_call(name: str, module: torch.nn.Module, args: Any, output: Any) -> None:
+    """Raise a one-line :class:`PluginError` when a discriminator's logits cannot tell its inputs apart: a constant
+    (with gradients on, the logits depend neither on its weights nor on its input) or an output that does not
+    depend on the sample it judges (given an input that carries gradients, as the generator's samples do, no
+    path leads from the logits back to it). Either way training would run to the end and teach the generator
+    nothing. A cheap check (a walk over the graph of one call), not a proof: ``0 * input`` passes it."""
+    from bench.contracts import DOutput
+    from bench.errors import PluginError
+    if not torch.is_grad_enabled():
+        return
+    try:
+        logits = [t for t in DOutput.wrap(output).logits if t.is_floating_point()]
+    except Exception:  # noqa: BLE001 - a malformed output is the adapter's to report, with its own message
+        return
+    inputs = [t for t in _tensor_args(args) if t.is_floating_point() and t.requires_grad]
+    trains = any(p.requires_grad for p in module.parameters())
+    if not logits or not (inputs or trains):
+        return
+    what = f"discriminator '{name}' ({type(module).__name__})"
+    if inputs and not _reaches(logits, inputs):
+        raise PluginError(f"{what} returns the same output whatever sample it is given (its logits do not depend "
+                          "on its input), so the generator gets no gradient from it; compute the logits from the "
+                          "input in its forward")
+    if not any(t.requires_grad for t in logits):
+        raise PluginError(f"{what} returns a constant: its output depends neither on its input nor on its "
+                          "weights, so it judges nothing and the generator learns nothing from it; compute the "
+                          "logits from the input in its forward")
+
+
+def watch_discriminators(adapter: Any) -> None:
+    """Check every call of the adapter's discriminators (its slots of the ``discriminators`` registry) with
+    :func:`check_discriminator_call` until the first training step that updates the generator has run; then the
+    hooks are gone and training runs as before."""
+    slots = getattr(type(adapter), "slots", {}) or {}
+    components = getattr(adapter, "components", {}) or {}
+    watched = [(n, components[n]) for n, s in slots.items()
+               if getattr(s, "registry", "") == "discriminators" and isinstance(components.get(n), torch.nn.Module)]
+    if not watched:
+        return
+
+    def hook_for(name: str) -> Any:
+        def hook(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+            check_discriminator_call(name, module, (args, kwargs), output)
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n), with_kwargs=True) for n, m in watched]
+    step = adapter.train_step
+
+    def done() -> None:
+        for h in handles:
+            h.remove()
+        if adapter.__dict__.get("train_step") is first_steps:
+            del adapter.train_step                     # the class's own again
+
+    def first_steps(*args: Any, **kwargs: Any) -> Any:     # (batch, step, update_g), as the trainer calls it
+        try:
+            out = step(*args, **kwargs)
+        except BaseException:
+            done()
+            raise
+        if (args[2] if len(args) > 2 else kwargs.get("update_g", True)):
+            done()
+        return out
+
+    adapter.train_step = first_steps

@@ -1,37 +1,71 @@
-"""Runs in parallel worker processes (``bench run --jobs N``).
+"""Every run in a process of its own: ``bench run`` (one job) and ``bench run --jobs N``.
 
-A suite's runs (row x task x seed) are independent until its joint metrics, so ``--jobs N`` trains and
-scores them in N worker processes, each with ``threads // N`` torch threads (at least 1): small models
-use threads poorly and processes well (on 2 cores a 64x64 pix2pix step takes 101 ms with 2 threads and
-155 ms with 1 thread beside another 1-thread job: two jobs do 1.3 times the work), and a GPU that one
-small run leaves idle between kernel launches takes several. The joint metrics (NRDS: one classifier
-over all of a seed's models) then run the same way, one (seed, task) per worker.
+A suite's runs (row x task x seed) are independent until its joint metrics, so each one trains and
+scores in a worker process of its own, at most ``--jobs N`` at once, each with ``threads // N`` torch
+threads (at least 1): small models use threads poorly and processes well (on 2 cores a 64x64 pix2pix
+step takes 101 ms with 2 threads and 155 ms with 1 thread beside another 1-thread job: two jobs do 1.3
+times the work). The joint metrics (NRDS: one classifier over all of a seed's models) then run the same
+way, one (seed, task) per worker.
 
-Each run gets a fresh worker process, started with the ``spawn`` method (safe with CUDA and OpenMP);
-it loads the built-in registries and the plug-in modules loaded here (``--plugin``), so components
-registered by a script without an importable module are not seen by a worker. Workers write their own
-run folders and append to the one results store (several writers are safe, see :mod:`bench.results`);
-the caller holds the output folder's lock for all of them. A worker that dies (killed, out of memory)
-costs its run only: it is recorded as failed with the reason, the other runs go on, and ``--resume``
-continues it from its newest checkpoint.
+A process per run is what makes a plug-in's faults cost its own row only (issue 22): ``sys.exit``,
+``os._exit``, a crash, ``KeyboardInterrupt`` raised by plug-in code, a hang (ended by the wall-time
+limit or the stall watchdog, :class:`Limits`), or global torch state it changed (the default dtype, the
+RNG, threads), which dies with its process instead of leaking into the next row. The run is recorded as
+failed with the reason, the other runs go on, and ``--resume`` retries it from its newest checkpoint.
+
+Workers are forked where that is safe (Linux, CUDA not yet initialised and no native thread pool started in
+this process: a fork costs milliseconds and inherits the loaded plug-ins), else started with ``spawn`` (they then load the built-in
+registries and the ``--plugin`` modules loaded here, so components registered by a script without an
+importable module are not seen). Workers write their own run folders and append to the one results store
+(several writers are safe, see :mod:`bench.results`); the caller holds the output folder's lock for all
+of them. A worker ends with the command (``PR_SET_PDEATHSIG`` on Linux, else a thread that polls) and
+ignores Ctrl-C, which the command handles by ending them.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from bench import progress
+from bench import failpoints, heartbeat, progress
 
 log = logging.getLogger(__name__)
+
+#: how often the command looks at its workers' clocks (seconds)
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When a worker is ended: ``wall_s`` seconds after it started, or ``stall_s`` seconds after its last
+    heartbeat (a training step, a scoring batch, a judge's step; :mod:`bench.heartbeat`). ``None``: never."""
+    wall_s: float | None = None
+    stall_s: float | None = None
+
+    def overdue(self, started: float, last_beat: float, now: float) -> str | None:
+        if self.wall_s is not None and now - started > self.wall_s:
+            return (f"it ran past its wall-time limit of {_minutes(self.wall_s)} (profile key time_limit_min, or "
+                    "--time-limit MIN); rerun with --resume and a larger limit to continue it")
+        if self.stall_s is not None and now - last_beat > self.stall_s:
+            return (f"stalled: no training step, scoring batch or judge step for {_minutes(self.stall_s)} (a hung "
+                    "plug-in or data worker?); it was ended (--stall-limit MIN sets the watchdog)")
+        return None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.3g} min"
 
 
 def threads_per_job(jobs: int, threads: int | None = None) -> int:
@@ -40,27 +74,59 @@ def threads_per_job(jobs: int, threads: int | None = None) -> int:
     return max(1, threads // max(1, jobs))
 
 
-def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dict[str, Any], plugins: list[str],
-            threads: int, log_level: int, what: str, conn, parent: int) -> None:
-    """One item in a fresh process: load the registries, run ``fn`` on it, send the result back."""
-    _exit_with_parent(parent)
-    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s [job %(process)d]: %(message)s")
-    torch.set_num_threads(threads)
-    progress.set_enabled(False)             # N interleaved bars help no one; the caller shows one over runs
-    from bench.registry import load_builtins, load_plugin
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker needs besides its item: the plug-ins (``spawn`` only), its torch threads, the log level,
+    the command's pid (it ends with it), whether it shows its own progress bars (one job) and whether it
+    stands for the command at a failpoint (one job, :mod:`bench.failpoints`)."""
+    plugins: tuple[str, ...]
+    threads: int
+    log_level: int
+    parent: int
+    fresh: bool                        # started by spawn: load the registries and plug-ins
+    show_progress: bool = False
+    stands_for_command: bool = False
+
+
+def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dict[str, Any], setup: WorkerSetup,
+            what: str, conn, beat: Any = None) -> None:
+    """One item in its own process: run ``fn`` on it, send ``("ok", result)`` or ``("raised", reason)`` back."""
+    _exit_with_parent(setup.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the command's: it ends its workers
+    heartbeat.attach(beat)
+    failpoints.stand_for(setup.parent if setup.stands_for_command else None)
+    if setup.fresh:
+        logging.basicConfig(level=setup.log_level, format="%(levelname)s %(name)s [job %(process)d]: %(message)s")
+    torch.set_num_threads(setup.threads)
+    progress.set_enabled(setup.show_progress and progress.enabled())
+    if setup.fresh:
+        from bench.registry import load_builtins, load_plugin
+        load_builtins()
+        for m in setup.plugins:
+            load_plugin(m)
     from bench.results import ResultStore
-    load_builtins()
-    for m in plugins:
-        load_plugin(m)
     log.info("start %s", what)
-    conn.send(fn(item, Path(out), ResultStore(store), **kwargs))
+    try:
+        result = ("ok", fn(item, Path(out), ResultStore(store), **kwargs))
+    except BaseException as e:  # noqa: BLE001 - sys.exit or KeyboardInterrupt from a plug-in: this run's fault
+        detail = f"({e.code!r})" if isinstance(e, SystemExit) else f": {str(e).splitlines()[0]}" if str(e) else ""
+        result = ("raised", f"it raised {type(e).__name__}{detail} (a plug-in ending the process?); the other runs "
+                            "went on; rerun with --resume to retry it")
+    conn.send(result)
     conn.close()
 
 
 def _exit_with_parent(parent: int, poll_s: float = 2.0) -> None:
     """End this worker when ``parent``, the process that started it, is gone (killed by SIGTERM or SIGKILL, so
     that its own clean-up never ran; maybe before this worker got here): an orphaned worker would go on
-    writing into a folder nobody holds the lock of."""
+    writing into a folder nobody holds the lock of. On Linux the kernel sends SIGKILL at once
+    (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback, a thread polls."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
     if os.getppid() != parent:
         os._exit(1)
 
@@ -71,42 +137,117 @@ def _exit_with_parent(parent: int, poll_s: float = 2.0) -> None:
     threading.Thread(target=watch, name="bench-job-parent-watch", daemon=True).start()
 
 
+#: what every run imports on first use: its first optimiser step (``torch._dynamo``), deterministic algorithms
+#: (``torch._inductor``), its loss log (TensorBoard) and its sample grid (torchvision)
+WARM_MODULES = ("torch._dynamo", "torch._inductor.config", "torch.utils.tensorboard", "torchvision.utils")
+
+
+def warm_imports() -> None:
+    """Import :data:`WARM_MODULES` here, once: forked workers inherit them, where each would otherwise import
+    them anew (measured on a tiny quickstart suite, 18 runs: 305 s forked cold, 143 s in one process)."""
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:                     # an optional piece missing: the run that needs it will say so
+            pass
+
+
+def native_threads() -> int | None:
+    """Threads of this process that Python did not start (an OpenMP / MKL pool, CUDA's), or ``None`` where the
+    system does not say (no ``/proc``)."""
+    try:
+        return len(os.listdir("/proc/self/task")) - threading.active_count()
+    except OSError:
+        return None
+
+
+try:                                    # numpy's OpenBLAS starts its (fork-safe) thread server on import: count it in
+    import numpy  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+#: native threads when the bench was imported, before any training or scoring here (see :func:`start_method`)
+_BASELINE = native_threads()
+
+
+def start_method() -> str:
+    """``fork`` where it is safe and cheap: Linux, CUDA not initialised here, and no native thread started since
+    the bench was imported (``bench/__init__`` imports this module first): a fork after an OpenMP parallel
+    region hangs the child's first one in ``gomp_team_barrier_wait_end`` (seen when a test ran the command
+    inside a process that had trained before). Else ``spawn``."""
+    now = native_threads()
+    if sys.platform.startswith("linux") and not torch.cuda.is_initialized() and now is not None \
+            and _BASELINE is not None and now <= _BASELINE:
+        return "fork"
+    return "spawn"
+
+
+@dataclass
+class _Running:
+    proc: Any
+    recv: Any
+    index: int
+    started: float
+    beat: Any
+    limits: Limits
+
+
 def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, *, jobs: int,
                  on_death: Callable[[Any, str], Any], describe: Callable[[Any], str] = str,
-                 **kwargs: Any) -> list[Any]:
-    """``fn(item, out, ResultStore(store), **kwargs)`` (a module-level function: workers import it by name)
-    for every item, at most ``jobs`` at once, each in its own process (so a death is pinned on its item and
-    memory is returned between items); the results in the order of ``items``. An item whose process died
-    gets ``on_death(item, reason)`` (which records it) as its result."""
+                 limits: Callable[[Any], Limits] | None = None, **kwargs: Any) -> list[Any]:
+    """``fn(item, out, ResultStore(store), **kwargs)`` (a module-level function: spawned workers import it by
+    name) for every item, at most ``jobs`` at once, each in its own process (so a death is pinned on its item
+    and memory is returned between items); the results in the order of ``items``. An item whose process died,
+    raised ``SystemExit`` / ``KeyboardInterrupt``, or overran ``limits(item)`` gets ``on_death(item, reason)``
+    (which records it) as its result."""
     from bench.registry import loaded_plugins
-    plugins = [p["module"] for p in loaded_plugins()]
-    ctx = multiprocessing.get_context("spawn")
+    method = start_method()
+    ctx = multiprocessing.get_context(method)
+    if method == "fork":
+        warm_imports()
     jobs = max(1, min(jobs, len(items)))
-    threads, level = threads_per_job(jobs), logging.getLogger().level
+    setup = WorkerSetup(plugins=tuple(p["module"] for p in loaded_plugins()), threads=threads_per_job(jobs),
+                        log_level=logging.getLogger().level, parent=os.getpid(), fresh=method != "fork",
+                        show_progress=jobs == 1, stands_for_command=jobs == 1)
     results: list[Any] = [None] * len(items)
     queue = list(range(len(items)))
-    running: dict[int, tuple[Any, Any, int]] = {}      # process sentinel -> (process, receiving end, item index)
-    bar = progress.bar(total=len(items), desc=f"{jobs} jobs", unit="run")
+    running: dict[int, _Running] = {}                  # process sentinel -> the worker
+    bar = progress.bar(total=len(items), desc=f"{jobs} jobs", unit="run", disable=jobs == 1)
     try:
         while queue or running:
             while queue and len(running) < jobs:
                 i = queue.pop(0)
                 recv, send = ctx.Pipe(duplex=False)
+                beat = ctx.Value("d", time.time(), lock=False)
                 proc = ctx.Process(target=_worker, name=f"bench-job-{i}",
-                                   args=(fn, items[i], str(out), str(store), kwargs, plugins, threads, level,
-                                         describe(items[i]), send, os.getpid()))
+                                   args=(fn, items[i], str(out), str(store), kwargs, setup, describe(items[i]), send,
+                                         beat))
                 proc.start()
                 send.close()
-                running[proc.sentinel] = (proc, recv, i)
-            for sentinel in wait(list(running)):
-                proc, recv, i = running.pop(sentinel)
-                results[i] = _collect(proc, recv, items[i], on_death, describe)
+                running[proc.sentinel] = _Running(proc, recv, i, time.time(), beat,
+                                                  limits(items[i]) if limits else Limits())
+            ready = wait([*running, *(r.recv for r in running.values())], timeout=POLL_S)
+            for sentinel, r in list(running.items()):      # ended, or its result is waiting (never blocks it)
+                if sentinel in ready or r.recv in ready:
+                    running.pop(sentinel)
+                    results[r.index] = _collect(r.proc, r.recv, items[r.index], on_death, describe)
+                    bar.update(1)
+            now = time.time()
+            for sentinel, r in list(running.items()):
+                why = r.limits.overdue(r.started, r.beat.value, now)
+                if why is None:
+                    continue
+                r.proc.kill()
+                r.proc.join()
+                r.recv.close()
+                running.pop(sentinel)
+                log.warning("%s failed: %s", describe(items[r.index]), why)
+                results[r.index] = on_death(items[r.index], why)
                 bar.update(1)
     except BaseException:
-        for proc, _, _ in running.values():
-            proc.terminate()
-        for proc, _, _ in running.values():
-            proc.join()
+        for r in running.values():
+            r.proc.terminate()
+        for r in running.values():
+            r.proc.join()
         raise
     finally:
         bar.close()
@@ -114,14 +255,18 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
 
 
 def _collect(proc, recv, item: Any, on_death: Callable[[Any, str], Any], describe: Callable[[Any], str]) -> Any:
+    reason = None
     try:
-        return recv.recv()
+        kind, value = recv.recv()
+        if kind == "ok":
+            return value
+        reason = value
     except (EOFError, OSError):                        # the process died before it sent its result
         pass
     finally:
         recv.close()
         proc.join()
-    reason = (f"its worker process died (exit code {proc.exitcode}: killed, or out of memory? try fewer --jobs); "
-              "rerun with --resume to retry it")
+    reason = reason or (f"its worker process died without a result (exit code {proc.exitcode}: a plug-in calling "
+                        "os._exit, killed, or out of memory? try fewer --jobs); rerun with --resume to retry it")
     log.warning("%s failed: %s", describe(item), reason)
     return on_death(item, reason)

@@ -24,22 +24,30 @@ LOCK_FILE = ".bench.lock"
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold the output folder's lock, or raise a one-line ``ConfigError`` naming the holder."""
+def folder_lock(folder: Path, busy: str = "wait for it to end or choose another --out") -> Iterator[None]:
+    """Hold the output folder's lock, or raise a one-line ``ConfigError`` naming the holder (and ``busy``: what
+    to do then). A folder that cannot be made or written (read-only file system, no permission, a file on the
+    way) is a one-line ``ConfigError`` naming it."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            f = None
+        else:
+            f = open(folder / LOCK_FILE, "a+", encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot write to the output folder {folder} ({e.strerror or type(e).__name__}); "
+                          "choose another --out, or make it writable") from None
+    if f is None:
         yield
         return
-    f = open(folder / LOCK_FILE, "a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise ConfigError(f"{folder} is in use by another bench command ({holder}); wait for it to end or "
-                              "choose another --out") from None
+            raise ConfigError(f"{folder} is in use by another bench command ({holder}); {busy}") from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}")

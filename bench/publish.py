@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -58,15 +59,73 @@ def _invocations(out: Path) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
+RUN_TITLE = "# How these results were made"
+
+
+def is_publish(folder: Path) -> bool:
+    """Whether ``folder`` is one that ``bench publish`` wrote (its RUN.md opens with :data:`RUN_TITLE`)."""
+    try:
+        return (folder / "RUN.md").read_text(encoding="utf-8").startswith(RUN_TITLE)
+    except OSError:
+        return False
+
+
+def _aside(dest: Path) -> tuple[Path, Path]:
+    return dest.with_name(f".{dest.name}.publishing"), dest.with_name(f".{dest.name}.replaced")
+
+
+def check_dest(out: Path, dest: Path) -> None:
+    """Refuse a ``--dest`` that publishing could destroy: one that is not a folder, one that holds anything but
+    an earlier publish, or one that contains or lies inside the run folder."""
+    o, d = out.resolve(), dest.resolve()
+    if d == o or o.is_relative_to(d) or d.is_relative_to(o):
+        raise ConfigError(f"--dest {dest} {'is' if d == o else 'contains' if o.is_relative_to(d) else 'lies inside'} "
+                          f"the run folder {out}; publish into a folder of its own, e.g. leaderboards/results/"
+                          "<suite>/<profile>")
+    if dest.exists() and not dest.is_dir():
+        raise ConfigError(f"--dest {dest} is a file; give a folder (it is created if missing)")
+    if dest.is_dir() and any(dest.iterdir()) and not is_publish(dest):
+        raise ConfigError(f"--dest {dest} is not empty and not an earlier publish (no RUN.md of `bench publish`); "
+                          "publishing replaces its folder, so choose an empty or new folder")
+    for p in _aside(dest):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{p} is in the way of publishing to {dest}; move it away")
+
+
+def _recover(dest: Path) -> None:
+    """Finish what a killed publish left: the earlier folder set aside and no new one in its place goes back."""
+    tmp, old = _aside(dest)
+    if old.is_dir():
+        if dest.exists():
+            shutil.rmtree(old)                      # the new folder was in place: only the delete was missing
+        else:
+            old.rename(dest)                        # killed between the two renames: the earlier one returns
+    if tmp.is_dir():
+        shutil.rmtree(tmp)                          # a half-written copy, never in place
+
+
+def _replace(tmp: Path, dest: Path) -> None:
+    """Put ``tmp`` in the place of ``dest`` by renames, so a kill at any point leaves the earlier or the new
+    folder complete (the earlier one under ``.<dest>.replaced`` until the next publish puts it back)."""
+    old = _aside(dest)[1]
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def publish(out: Path, dest: Path) -> Path:
-    """Copy the publishable files of suite output ``out`` into ``dest`` (replacing what was there)."""
+    """Copy the publishable files of suite output ``out`` into ``dest``, replacing an earlier publish there
+    (and only that: see :func:`check_dest`)."""
     out, dest = Path(out), Path(dest)
     if not (out / "leaderboard.md").is_file():
         raise ConfigError(f"{out} holds no leaderboard.md; pass the --out folder of a finished `bench run`")
+    _recover(dest)
+    check_dest(out, dest)
     if (out / RESULTS).is_file():
         check_one_judge_per_column(ResultStore(out / RESULTS))
-    tmp = dest.with_name(f".{dest.name}.publishing")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _aside(dest)[0]
     tmp.mkdir(parents=True)
     for name in FILES:
         if (out / name).is_file():
@@ -94,9 +153,7 @@ def publish(out: Path, dest: Path) -> Path:
         md = md.replace(f"joint/{seed}/{task}/{stem}.png", rel)
     (tmp / "leaderboard.md").write_text(md, encoding="utf-8")
     (tmp / "RUN.md").write_text(run_notes(out), encoding="utf-8")
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    _replace(tmp, dest)
     return dest
 
 
@@ -126,23 +183,28 @@ def _jobs(i: dict[str, Any]) -> str:
 
 
 def run_notes(out: Path) -> str:
+    """RUN.md: the commit, machine, jobs and wall time, the commands (a code block: each argument on one line,
+    the fence longer than any run of backticks in them) and the judges; user text escaped for Markdown."""
+    from leaderboards.escape import md_code, one_line
     inv = _invocations(out)
-    lines = ["# How these results were made", ""]
+    lines = [RUN_TITLE, ""]
     if not inv:
         return "\n".join(lines + ["(no invocations.jsonl: the commands were not recorded)", ""] + judge_notes(out))
     total = sum(i["seconds"] for i in inv)
     first = inv[0]
     m = first.get("machine", {})
     torches = sorted({str(i.get("machine", {}).get("torch")) for i in inv})
-    lines += [f"- commit: `{first.get('commit')}` (code version `{first.get('code_version')}`)",
+    lines += [f"- commit: {md_code(first.get('commit'))} (code version {md_code(first.get('code_version'))})",
               f"- machine: {m.get('cpus')} CPUs, torch {', '.join(torches)} ({m.get('torch_threads')} threads), "
               f"GPU: {m.get('gpu') or 'none'}; {m.get('platform')}, Python {m.get('python')}",
               f"- jobs: {'; '.join(dict.fromkeys(_jobs(i) for i in inv))}",
               f"- wall time: {total / 60:.1f} min over {len(inv)} command(s)", "",
-              "Commands, in order (run from the repository root with BENCH_DATA_ROOT set):", "", "```"]
-    lines += [" ".join(_portable(a, out) for a in i["argv"]) + f"    # {i['started']}, {i['seconds'] / 60:.1f} min, "
-              f"{i['ran']} ran, {i['skipped']} skipped, {len(i['failed'])} failed; {_jobs(i)}" for i in inv]
-    lines += ["```", "", "Then `bench publish OUT --dest <this folder>` copied the files here "
+              "Commands, in order (run from the repository root with BENCH_DATA_ROOT set):", ""]
+    commands = [" ".join(one_line(_portable(a, out)) for a in i["argv"]) + f"    # {i['started']}, "
+                f"{i['seconds'] / 60:.1f} min, {i['ran']} ran, {i['skipped']} skipped, {len(i['failed'])} failed; "
+                f"{_jobs(i)}" for i in inv]
+    fence = "`" * max(3, 1 + max((len(r) for c in commands for r in re.findall("`+", c)), default=0))
+    lines += [fence, *commands, fence, "", "Then `bench publish OUT --dest <this folder>` copied the files here "
               f"({datetime.now(timezone.utc).date().isoformat()}).", ""]
     return "\n".join(lines + judge_notes(out))
 
@@ -159,8 +221,10 @@ def judge_notes(out: Path) -> list[str]:
              "say so in their notes.", ""]
     if not found:
         return lines + ["(no protocol in the results store names a judge's sha256)", ""]
+    from leaderboards.escape import md_code, md_text
     lines += ["| task | metric | judge | sha256 |", "|---|---|---|---|"]
-    lines += [f"| {task} | {metric} | `{key}` | `{sha}` |" for task, metric, key, sha in found]
+    lines += [f"| {md_text(task)} | {md_text(metric)} | {md_code(key, cell=True)} | {md_code(sha, cell=True)} |"
+              for task, metric, key, sha in found]
     return lines + [""]
 
 
@@ -172,7 +236,7 @@ def republish_notes(dest: Path, command: str, commit: str | None, code_version: 
     what was there (the commands, the notes) kept, its ``## Judges`` section made anew, and one line per
     republication under ``## Republished`` (date, command, commit, why)."""
     path = Path(dest) / "RUN.md"
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# How these results were made\n"
+    text = path.read_text(encoding="utf-8") if path.is_file() else RUN_TITLE + "\n"
     head, _, rest = text.partition("\n## Judges\n")
     earlier = []
     if REPUBLISHED in (rest or head):
@@ -181,7 +245,9 @@ def republish_notes(dest: Path, command: str, commit: str | None, code_version: 
         if not rest:
             head = head.split(REPUBLISHED, 1)[0]
     date = datetime.now(timezone.utc).date().isoformat()
-    line = f"- {date}: `{command}` at commit `{commit}` (code version `{code_version}`): {why}"
+    from leaderboards.escape import md_code, md_text
+    line = (f"- {date}: {md_code(command)} at commit {md_code(commit)} (code version {md_code(code_version)}): "
+            f"{md_text(why)}")
     body = [head.rstrip("\n"), "", *judge_notes(dest), REPUBLISHED, "",
             "The leaderboard, claims and report rebuilt from this folder's results.sqlite (no run trained or "
             "scored again):", "", *earlier, line, ""]

@@ -195,16 +195,20 @@ def loaded_plugins() -> list[dict[str, Any]]:
     return [dict(v) for v in _PLUGINS.values()]
 
 
-def reload_plugins(recorded: list[dict[str, Any]]) -> list[str]:
-    """Load the plug-ins a run recorded (``run.json``); warn where a module's file changed since."""
+def check_recorded_plugins(recorded: list[dict[str, Any]]) -> list[str]:
+    """The plug-ins a run recorded (``run.json``) must already be loaded: named on this command line with
+    ``--plugin`` or installed as entry points. A received run folder is data, and importing the modules it
+    names would run whatever code sits beside it, so nothing is imported here; a missing one is refused in
+    one line that names them all. Warns where a loaded module's file changed since the run was trained."""
+    missing = [p["module"] for p in recorded or [] if p.get("module") and p["module"] not in _PLUGINS]
+    if missing:
+        flags = " ".join(f"--plugin {m}" for m in missing)
+        raise RegistryError(f"this run was trained with plug-in module(s) {', '.join(missing)}, which the bench "
+                            f"does not import on a run's word; if you trust that code, pass {flags}")
     warnings = []
     for p in recorded or []:
         module = p.get("module")
-        if not module:
-            continue
-        if module not in _PLUGINS:
-            load_plugin(module)
-        now = _PLUGINS.get(module, {}).get("sha256")
+        now = _PLUGINS.get(module, {}).get("sha256") if module else None
         if p.get("sha256") and now and p["sha256"] != now:
             msg = (f"plug-in '{module}' changed since the run was trained (sha256 {p['sha256'][:12]} -> "
                    f"{now[:12]}); scores may not match the checkpoint's code")

@@ -13,6 +13,7 @@ SQLite's WAL mode does not work over network file systems.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -138,6 +139,36 @@ class ResultStore:
         self.path = Path(path)
         self.timeout_s = timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create()
+        elif self.path.is_file() and self.path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database and write a fresh store over it: whatever
+            # truncated it, its history is gone, and a new store in its place would hide that
+            raise ResultStoreError(f"results store {self.path} is an empty file (0 bytes), not a results store: its "
+                                   f"records are lost; move it aside (e.g. to {self.path.name}.empty) and restore "
+                                   "the store from a backup, or pass another results path")
+        self._run(self._init_schema)
+
+    def _create(self) -> None:
+        """Make a new store in a file of its own, then link it into place: the path never holds a half-made
+        store (a 0-byte file there is always a damaged one), and of two processes creating it at once the
+        second opens the first's."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{random.getrandbits(32):08x}.new")
+        try:
+            ResultStore.__new__(ResultStore)._init_at(tmp, self.timeout_s)
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass                                     # another process made it first: open theirs
+            except OSError:                              # no hard links here: SQLite makes it in place
+                log.debug("no hard links at %s; the store is made in place", self.path.parent)
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{tmp}{suffix}")
+
+    def _init_at(self, path: Path, timeout_s: float) -> None:
+        self.path, self.timeout_s = path, timeout_s
         self._run(self._init_schema)
 
     def __repr__(self) -> str:
@@ -156,7 +187,7 @@ class ResultStore:
                                     f"{self.timeout_s:g} s; retry when the other run has finished writing")
         if "not a database" in low or "malformed" in low or "no such table" in low:
             return ResultStoreError(f"results store {self.path} is corrupt or not a cGAN bench store ({msg}); "
-                                    "restore it from a backup or pass another results path")
+                                    "move it aside and restore it from a backup, or pass another results path")
         if "unable to open" in low or "readonly" in low:
             return ResultStoreError(f"cannot open results store {self.path} ({msg}); "
                                     "check the path and its permissions")

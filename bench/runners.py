@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -235,35 +236,57 @@ def _joint_label(runs: list[tuple[RunSpec, Path]]) -> str:
     return f"joint metrics | {runs[0][0].task} | seed {runs[0][0].seed}"
 
 
-def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any], *,
-          describe: Callable[[Any], str], on_death: Callable[[Any, str], Any]):
-    """``fn(item, out, store, **opts)`` for each item: in this process one after the other, or in ``jobs``
-    worker processes (:mod:`bench.jobs`), where an item whose worker died gets ``on_death(item, reason)``."""
-    if jobs > 1 and len(items) > 1:
+@dataclass(frozen=True)
+class Isolation:
+    """How runs are run: each in a process of its own (the default; :mod:`bench.jobs`), at most ``jobs`` at once,
+    ended past ``time_limit_min`` (else the profile's) or after ``stall_limit_min`` without a heartbeat (else the
+    profile's); ``isolate=False`` runs them one after the other in this process (a debugger's choice: a plug-in's
+    exit, hang or global state then reaches the command)."""
+    jobs: int = 1
+    isolate: bool = True
+    time_limit_min: float | None = None
+    stall_limit_min: float | None = None
+
+    def limits(self, spec: RunSpec):
+        from bench.jobs import Limits
+        prof = spec.profile_settings
+        wall = 60 * self.time_limit_min if self.time_limit_min is not None else prof.wall_limit_s()
+        stall = self.stall_limit_min if self.stall_limit_min is not None else prof.stall_limit_min
+        return Limits(wall_s=wall, stall_s=60 * stall)
+
+
+def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultStore", how: Isolation,
+          opts: dict[str, Any], *, describe: Callable[[Any], str], on_death: Callable[[Any, str], Any],
+          spec_of: Callable[[Any], RunSpec]):
+    """``fn(item, out, store, **opts)`` for each item: each in a worker process of its own (:mod:`bench.jobs`),
+    where an item whose worker died, exited or overran its limits gets ``on_death(item, reason)``; or, with
+    ``how.isolate`` off, in this process one after the other."""
+    if how.isolate and items:
         from bench.jobs import run_parallel
-        yield from run_parallel(fn, items, out, store.path, jobs=jobs, on_death=on_death, describe=describe,
-                                **opts)
+        yield from run_parallel(fn, items, out, store.path, jobs=how.jobs, on_death=on_death, describe=describe,
+                                limits=lambda item: how.limits(spec_of(item)), **opts)
         return
     for i, item in enumerate(items, 1):
         log.info("[%d/%d] %s", i, len(items), describe(item))
         yield fn(item, out, store, **opts)
 
 
-def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", jobs: int, opts: dict[str, Any]):
+def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", how: Isolation, opts: dict[str, Any]):
     """Each spec's (status, checkpoint)."""
     def died(spec: RunSpec, reason: str) -> tuple[str, None]:
         store.append([record(spec, "run", None, "", "", "failed", reason)])
         return "failed", None
-    return _each(run_one, specs, out, store, jobs, opts, on_death=died, describe=_label)
+    return _each(run_one, specs, out, store, how, opts, on_death=died, describe=_label, spec_of=lambda s: s)
 
 
-def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultStore", jobs: int,
+def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultStore", how: Isolation,
             opts: dict[str, Any]):
     """The failures of each (seed, task) group's joint metrics."""
     def died(runs: list[tuple[RunSpec, Path]], reason: str) -> list[str]:
         store.append([record(s, "joint", None, "", "", "failed", reason) for s, _ in runs])
         return [_joint_label(runs)]
-    return _each(run_joint, groups, out, store, jobs, opts, on_death=died, describe=_joint_label)
+    return _each(run_joint, groups, out, store, how, opts, on_death=died, describe=_joint_label,
+                 spec_of=lambda runs: runs[0][0])
 
 
 @RUNNERS.register("train-score")
@@ -298,14 +321,16 @@ class TrainScoreRunner:
     @staticmethod
     def run(suite: "Suite", out: Path, store: "ResultStore", *, profile: str, rows: list[str] | None,
             seeds: list[int], device: torch.device, deterministic: bool, resume: bool, progress: bool,
-            force_resume: bool = False, jobs: int = 1, **_: Any) -> tuple[int, int, list[str]]:
+            force_resume: bool = False, jobs: int = 1, isolation: Isolation | None = None,
+            **_: Any) -> tuple[int, int, list[str]]:
         specs = expand(suite, profile, rows, seeds)
+        how = isolation or Isolation(jobs=jobs)
         ran = skipped = 0
         failed: list[str] = []
         trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]] = defaultdict(list)
         opts = dict(device=device, deterministic=deterministic, resume=resume, progress=progress,
                     force_resume=force_resume)
-        for spec, (status, checkpoint) in zip(specs, _outcomes(specs, out, store, jobs, opts)):
+        for spec, (status, checkpoint) in zip(specs, _outcomes(specs, out, store, how, opts)):
             if status == "skipped":
                 skipped += 1
             else:
@@ -314,6 +339,6 @@ class TrainScoreRunner:
                 failed.append(_label(spec))
             elif spec.kind == "model" and checkpoint is not None:
                 trained[(spec.seed, spec.task)].append((spec, checkpoint))
-        for fails in _joints(list(trained.values()), out, store, jobs, opts):
+        for fails in _joints(list(trained.values()), out, store, how, opts):
             failed += fails
         return ran, skipped, failed

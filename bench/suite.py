@@ -61,10 +61,19 @@ def holds_results(out: Path) -> bool:
 def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: list[str] | None = None,
               seeds: list[int] | None = None, device: torch.device, deterministic: bool = False,
               resume: bool = False, progress: bool = True, force_resume: bool = False,
-              leaderboard: LeaderboardWriter | None = None, jobs: int = 1) -> SuiteReport:
+              leaderboard: LeaderboardWriter | None = None, jobs: int = 1, isolate: bool = True,
+              time_limit_min: float | None = None, stall_limit_min: float | None = None) -> SuiteReport:
+    """Train and score every selected run, each in a process of its own unless ``isolate`` is off (see
+    :class:`bench.runners.Isolation`), then write the leaderboard."""
+    from bench.runners import Isolation
     out = Path(out)
     if int(jobs) < 1:
         raise ConfigError(f"--jobs must be at least 1, not {jobs}")
+    for name, v in (("--time-limit", time_limit_min), ("--stall-limit", stall_limit_min)):
+        if v is not None and not v > 0:
+            raise ConfigError(f"{name} must be positive minutes, not {v}")
+    isolation = Isolation(jobs=int(jobs), isolate=isolate, time_limit_min=time_limit_min,
+                          stall_limit_min=stall_limit_min)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     pname = profile or suite.suite.default_profile
@@ -87,7 +96,7 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
         started, t0 = datetime.now(timezone.utc), time.perf_counter()
         report.ran, report.skipped, report.failed = runner.run(
             suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device, deterministic=deterministic,
-            resume=resume, progress=progress, force_resume=force_resume, jobs=int(jobs))
+            resume=resume, progress=progress, force_resume=force_resume, jobs=int(jobs), isolation=isolation)
         report.seconds = time.perf_counter() - t0
         if leaderboard is not None:
             report.leaderboard = leaderboard(suite, store, out, pname)

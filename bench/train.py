@@ -21,6 +21,7 @@ from bench import failpoints
 from bench.batches import batch_loader, jitter
 from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
 from bench.errors import ConfigError, DivergenceError
+from bench.gates import watch_discriminators
 from bench.progress import bar as progress_bar
 from bench.provenance import code_version, git_commit, protocol_hash, versions
 from bench.registry import loaded_plugins
@@ -60,7 +61,8 @@ def _write_status(run_dir: Path, **status: Any) -> None:
 
 #: profile keys that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "num_workers", "eval_subset",
-                     "eval_batch_size", "explode_above", "eval_epochs", "eval_steps")
+                     "eval_batch_size", "explode_above", "eval_epochs", "eval_steps", "time_limit_min",
+                     "stall_limit_min")
 
 
 def training_config(spec: RunSpec) -> dict[str, Any]:
@@ -94,10 +96,16 @@ def check_resume(spec: RunSpec, run_dir: Path, force: bool = False) -> None:
     if last is None or force:
         return
     saved = ckpt.read_run_info(last)
-    now = training_config(spec)
-    if saved.get("config_hash") in (None, protocol_hash(now)):
+    now = json.loads(json.dumps(training_config(spec)))           # as run.json holds it (tuples as lists)
+    stored = saved.get("training_config")
+    if stored is not None and saved.get("config_hash") not in (None, protocol_hash(stored)):
+        raise ConfigError(f"{last}/run.json's configuration does not match its own hash (edited by hand?); "
+                          "the run cannot be trusted: choose a new --out, or pass --force-resume to continue anyway")
+    if stored is None and saved.get("config_hash") in (None, protocol_hash(now)):
+        return                                    # a run made before run.json kept its configuration
+    if stored == now:
         return
-    old, new = _flat(saved.get("training_config") or {}), _flat(now)
+    old, new = _flat(stored or {}), _flat(now)
     diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
     raise ConfigError(f"{run_dir} was trained with another configuration ({shown or 'config hash differs'}); "
@@ -121,6 +129,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     ctx = train_context(spec, device)
     ctx.steps_per_epoch = max(1, len(data) // prof.batch_size)
     adapter = build_adapter(spec, task, ctx)
+    watch_discriminators(adapter)          # the first G update: a D whose output ignores its input fails the run
 
     start, loaded = 0, None
     if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:

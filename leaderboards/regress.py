@@ -144,6 +144,8 @@ def parse_tolerances(items: list[str] | None) -> dict[str, float]:
         if not sep or not key.strip():
             raise ConfigError(f"--tolerance '{item}' must be METRIC=VALUE (e.g. fid_class_mean=2.5 or "
                               "photo2depth/rel=0.01)")
+        if not out[key.strip()] >= 0:                  # NaN too: no change would ever be within it
+            raise ConfigError(f"--tolerance '{item}': a tolerance is the largest change allowed, a number >= 0")
     return out
 
 

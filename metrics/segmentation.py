@@ -25,7 +25,10 @@ Conventions (the usual ones, as in the Cityscapes evaluation and the fusion pape
   "FCN-score", whose ``get_scores`` divides by ``count + 1e-12``).
 - An ``ignore_index`` inside ``0..C-1`` names a class that is not scored: its target pixels are not
   counted (above), pixels of other classes predicted as it are errors of those classes, and it
-  enters neither mean (its ``iou_per_class`` entry is NaN), whatever ``class_average`` says.
+  enters neither mean (its ``iou_per_class`` entry is NaN), whatever ``class_average`` says. The
+  matrix :func:`confusion_matrix` returns remembers it (``cm.ignore_index``), so ``scores(cm)`` leaves
+  the class out without being told again; a sum of matrices is a new tensor that does not: pass
+  ``ignore_index`` to :func:`scores` then (the scorers always do).
 """
 
 from __future__ import annotations
@@ -72,7 +75,9 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     """(C, C) int64 confusion matrix (rows = target, cols = pred) on the inputs' device.
 
     ``pred`` and ``target`` hold integer class ids of the same shape (any shape, e.g. (N, H, W)).
-    Pixels whose target equals ``ignore_index`` or lies outside ``0..num_classes-1`` are skipped.
+    Pixels whose target equals ``ignore_index`` or lies outside ``0..num_classes-1`` are skipped. An
+    ``ignore_index`` inside ``0..num_classes-1`` is kept on the matrix (``cm.ignore_index``): :func:`scores`
+    leaves that class out of both means.
     """
     if num_classes < 1:
         raise MetricError(f"num_classes must be >= 1, not {num_classes}; check the dataset's DatasetInfo")
@@ -92,16 +97,22 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     # skipped pixels go to one overflow bin past the C*C cells (cheaper than compacting the arrays)
     cc = num_classes * num_classes
     idx = torch.where(keep, t * num_classes + p, cc)
-    return torch.bincount(idx, minlength=cc + 1)[:cc].reshape(num_classes, num_classes)
+    cm = torch.bincount(idx, minlength=cc + 1)[:cc].reshape(num_classes, num_classes)
+    if 0 <= ignore_index < num_classes:
+        cm.ignore_index = int(ignore_index)       # an unscored class: scores(cm) must not average it in
+    return cm
 
 
 def scores(cm: torch.Tensor, class_average: str = "present", ignore_index: int | None = None) -> dict[str, Any]:
     """Pixel accuracy, mean class accuracy, mean IoU and per-class IoU from a confusion matrix.
 
     ``class_average``: "present" (default) or "all"; ``ignore_index``: a class id inside 0..C-1
-    that enters neither mean (ids outside are harmless). See the module docstring for which classes
-    enter each mean. With no counted pixels at all, every value is NaN.
+    that enters neither mean (ids outside are harmless; default: the one ``cm`` was made with by
+    :func:`confusion_matrix`). See the module docstring for which classes enter each mean. With no
+    counted pixels at all, every value is NaN.
     """
+    if ignore_index is None:
+        ignore_index = getattr(cm, "ignore_index", None)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise MetricError(f"a confusion matrix is square (C, C); got shape {tuple(cm.shape)}")
     if class_average not in CLASS_AVERAGES:

@@ -68,6 +68,27 @@ def test_resume_refuses_a_changed_configuration(fault_suite, tmp_path):
     bench("run", str(longer), *RUN, "--out", str(out), "--resume", check=True)
 
 
+def test_resume_refuses_a_hand_edited_run_json(fault_suite, tmp_path):
+    """run.json's configuration edited (another lambda_l1, its hash kept, the manifest re-signed): resume compares
+    the stored configuration itself, not only its hash (issue 22, item 8: it was resumed without a word)."""
+    import json
+    from bench.provenance import file_sha256
+    suite, ref = fault_suite
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    for info in out.rglob("run.json"):
+        d = json.loads(info.read_text())
+        d["training_config"]["method_options"]["lambda_l1"] = 10.0
+        info.write_text(json.dumps(d))
+        man = info.parent / "manifest.json"
+        m = json.loads(man.read_text())
+        m["files"]["run.json"] = {"sha256": file_sha256(info), "size": info.stat().st_size}
+        man.write_text(json.dumps(m))
+    r = bench("train", str(suite), "--row", ROW, "--task", "photo2depth", *RUN[:2], "--out", str(out), "--resume",
+              "--no-progress")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "does not match its own hash" in r.stderr
+
+
 PLUGIN = textwrap.dedent('''
     import torch
     from bench.registry import DISCRIMINATORS, GENERATORS

@@ -214,6 +214,24 @@ def test_ignore_index_inside_the_classes_is_left_out_of_both_means_by_hand() -> 
         assert math.isnan(s["iou_per_class"][0]) and s["iou_per_class"][1:] == pytest.approx([0.5, 0.5])
 
 
+def test_a_matrix_made_with_an_ignore_index_keeps_that_class_out_of_scores_without_being_told_again() -> None:
+    # issue 22 item 9n: confusion_matrix(..., ignore_index=0) then scores(cm) kept class 0 in the means (an IoU of
+    # 0 for the predictions of it: mean_iou (0 + 1/2 + 1/2) / 3 under "present"; and 0 class accuracy under "all")
+    target = torch.tensor([1, 1, 2, 2, 0])
+    pred = torch.tensor([1, 0, 2, 0, 1])
+    cm = confusion_matrix(pred, target, 3, ignore_index=0)
+    for average in ("present", "all"):
+        s = scores(cm, average)
+        assert s["pixel_acc"] == pytest.approx(2 / 4)
+        assert s["mean_class_acc"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+        assert s["mean_iou"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+        assert math.isnan(s["iou_per_class"][0])
+    # an ignore index outside 0..C-1 leaves every class in; a caller's own ignore_index wins
+    cm255 = confusion_matrix(pred, target, 3, ignore_index=255)
+    assert scores(cm255)["mean_iou"] == pytest.approx((0 + 1 / 3 + 1 / 2) / 3)   # 0 / 3, 1 / (2 + 2 - 1), 1 / 2
+    assert scores(cm, ignore_index=-1)["mean_iou"] == pytest.approx((0 + 1 / 2 + 1 / 2) / 3)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ignore_index_inside_the_classes_matches_sklearn(tmp_path: Path, seed: int) -> None:
     c, ignore = 4, 0

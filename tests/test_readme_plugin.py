@@ -33,7 +33,15 @@ def test_the_readme_plugin_runs_as_rows_of_a_custom_suite(tmp_path):
     assert "loss_D" in scalars.splitlines()[0]
     run_json = next((out / "runs" / "tiny-concat-softplus-hinge").rglob("run.json")).read_text()
     assert '"loss": "softplus-hinge"' in run_json and '"name": "tiny-concat"' in run_json
-    # scored again later, without --plugin: the run recorded its plug-in
-    r = bench("score", str(out / "runs" / "tiny-concat-softplus-hinge" / "seed0" / "labels2photo"), "--no-progress",
-              env=env, check=True)
-    assert "labels2photo/colour_shift" in r.stdout
+    # scored again later: the run recorded its plug-in, but a run folder's word imports nothing (a received
+    # checkpoint could name a module shipped beside it); the user names it, or is told to in one line
+    run = str(out / "runs" / "tiny-concat-softplus-hinge" / "seed0" / "labels2photo")
+    with open(tmp_path / "my_plugin.py", "a") as f:      # it now leaves a mark when imported
+        f.write("\nimport pathlib; pathlib.Path('IMPORTED').write_text('ran')\n")
+    r = bench("score", run, "--no-progress", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "my_plugin" in r.stderr and "--plugin my_plugin" in r.stderr
+    assert not (tmp_path / "IMPORTED").exists()
+    r = bench("--plugin", "my_plugin", "score", run, "--no-progress", cwd=tmp_path, env=env, check=True)
+    assert "labels2photo/colour_shift" in r.stdout and (tmp_path / "IMPORTED").exists()
+

@@ -159,6 +159,23 @@ def test_garbage_file(tmp_path: Path) -> None:
     _assert_one_line_error(path, "not a cGAN bench store")
 
 
+def test_empty_file_is_refused_not_replaced(tmp_path: Path) -> None:
+    # issue 22 item 9i: SQLite takes a 0-byte file for a new database; the store wrote a fresh schema over it and
+    # the lost history went unnoticed
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"")
+    _assert_one_line_error(path, r"empty file \(0 bytes\).*move it aside")
+    assert not list(tmp_path.glob(".results.sqlite.*"))                # no temporary store left behind
+
+
+def test_a_new_store_never_shows_as_an_empty_file(tmp_path: Path) -> None:
+    # made aside and linked into place: another process opening it meanwhile never meets a 0-byte file
+    path = tmp_path / "new" / "results.sqlite"
+    ResultStore(path).append(rec("fid", 1.0))
+    assert path.stat().st_size > 0 and sorted(p.name for p in path.parent.iterdir()) == ["results.sqlite"]
+    assert [r.value for r in ResultStore(path).records()] == [1.0]
+
+
 def test_foreign_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
     conn = sqlite3.connect(path)

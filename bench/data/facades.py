@@ -79,6 +79,25 @@ def _files(root: Path, folder: str) -> list[Path]:
     return [p for p in pix2pix_files(root, folder) if not p.name.startswith(".") and p.is_file()]
 
 
+def _pair_problem(w: int, h: int) -> str | None:
+    """Why a ``w`` x ``h`` image is not a pix2pix side-by-side pair (photo left, label map right), or None.
+    The halves must be square: a single 256x256 photo cut in two is not a sample."""
+    if w == 2 * h and h > 0:
+        return None
+    return (f"is {w}x{h}, not a side-by-side pair of two square halves ({2 * SIDE}x{SIDE}: photo left, label "
+            "map right)")
+
+
+def _size_problem(path: Path) -> str | None:
+    """The pair check of :func:`_pair_problem` from the file's header (no decode); None when it cannot read one
+    (the JPEG checks say why)."""
+    try:
+        with Image.open(path) as im:
+            return _pair_problem(*im.size)
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
 # -- finding the data ------------------------------------------------------------------------------
 
 def _locate(root: Path | str | None, *, auto_prepare: bool) -> Path:
@@ -111,6 +130,9 @@ class FacadesDataset(PairedDataset):
             with Image.open(io.BytesIO(path.read_bytes())) as im:
                 ab = im.convert("RGB")                  # decodes: a truncated file fails here
             w, h = ab.size
+            if (why := _pair_problem(w, h)) is not None:
+                raise DataError(f"facades image {path} {why}; replace it with the pix2pix pair or run "
+                                "`bench data check facades`")
             half = w // 2
             photo = photo_tensor(ab.crop((0, 0, half, h)), self.size)
             label_rgb = photo_tensor(ab.crop((half, 0, w, h)), self.size)
@@ -166,7 +188,7 @@ def check(root: Path | str | None = None) -> CheckReport:
         if not files:
             rep.missing.append(f"{split}/*.jpg: no facades images")
             continue
-        bad = [(p, why) for p in files if (why := jpeg_problem(p)) is not None]
+        bad = [(p, why) for p in files if (why := jpeg_problem(p) or _size_problem(p)) is not None]
         for path, why in bad[:5]:
             rep.missing.append(f"{split}: {path} {why}")
         if len(bad) > 5:

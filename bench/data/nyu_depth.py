@@ -95,20 +95,23 @@ _RGB_RE = re.compile(r"^(?:image_(?P<a>.+)|rgb_(?P<b>.+)|(?P<c>.+)_colors)\.(?:p
 
 
 def _depth_for(rgb: Path) -> Path | None:
-    g = _RGB_RE.match(rgb.name)
-    if g is None:
-        return None
-    if g["a"] is not None:
-        names = [f"depth_{g['a']}.png"]
-    elif g["b"] is not None:
-        names = [f"sync_depth_{g['b']}.png", f"depth_{g['b']}.png"]
-    else:
-        names = [f"{g['c']}_depth.png"]
-    return next((rgb.with_name(n) for n in names if rgb.with_name(n).is_file()), None)
+    return next((rgb.with_name(n) for n in _depth_names(rgb) if rgb.with_name(n).is_file()), None)
 
 
 def _natural_key(p: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.as_posix())]
+
+
+def _depth_names(rgb: Path) -> list[str]:
+    """The depth file names that would pair with ``rgb`` (empty: ``rgb`` is not an RGB frame's name)."""
+    g = _RGB_RE.match(rgb.name)
+    if g is None:
+        return []
+    if g["a"] is not None:
+        return [f"depth_{g['a']}.png"]
+    if g["b"] is not None:
+        return [f"sync_depth_{g['b']}.png", f"depth_{g['b']}.png"]
+    return [f"{g['c']}_depth.png"]
 
 
 def find_pairs(folder: Path, recursive: bool = True) -> list[tuple[Path, Path]]:
@@ -118,6 +121,25 @@ def find_pairs(folder: Path, recursive: bool = True) -> list[tuple[Path, Path]]:
     files = folder.rglob("*") if recursive else folder.iterdir()
     pairs = [(p, d) for p in files if p.is_file() and (d := _depth_for(p)) is not None]
     return sorted(pairs, key=lambda pd: _natural_key(pd[0]))
+
+
+def unpaired(folder: Path, recursive: bool = True) -> list[Path]:
+    """RGB frames in ``folder`` (named as :func:`find_pairs` reads them) that have no depth file beside them."""
+    if not folder.is_dir():
+        return []
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted((p for p in files if p.is_file() and _RGB_RE.match(p.name) and _depth_for(p) is None),
+                  key=_natural_key)
+
+
+def _refuse_unpaired(folder: Path, recursive: bool) -> None:
+    """A frame without its depth would be left out of the split without a word: name it instead."""
+    lone = unpaired(folder, recursive)
+    if lone:
+        more = f" (and {len(lone) - 1} more)" if len(lone) > 1 else ""
+        raise DataError(f"NYU-v2 image {lone[0]} has no depth file{more}: expected "
+                        f"{' or '.join(_depth_names(lone[0]))} beside it; add it, or move the image out of the "
+                        "dataset folder")
 
 
 def _locate(root: Path | str | None) -> Path:
@@ -259,9 +281,11 @@ def make_dataset(split: str, size: int, *, root: Path | str | None = None, subse
         ds.indices = mat_split_indices(base, split, int(ds._file()["images"].shape[0]))
     else:
         pairs = find_pairs(base / split)
+        _refuse_unpaired(base / split, True)
         if not pairs:
             pairs = find_pairs(base, recursive=False)
             if pairs:
+                _refuse_unpaired(base, False)
                 log.warning("NYU-v2 at %s has no %s/ folder: its %d flat pairs serve every split",
                             base, split, len(pairs))
         if not pairs:
@@ -307,6 +331,11 @@ def check(root: Path | str | None = None) -> CheckReport:
         flat = len(find_pairs(base, recursive=False))
         if flat:
             rep.found.append(f"{flat} pairs directly in the root (they serve both splits)")
+        lone = unpaired(base / "train") + unpaired(base / "test") + unpaired(base, recursive=False)
+        for path in lone[:5]:
+            rep.missing.append(f"the depth file of {path} ({' or '.join(_depth_names(path))})")
+        if len(lone) > 5:
+            rep.missing.append(f"the depth files of {len(lone) - 5} more images")
         if not (base / "train").is_dir() or not (base / "test").is_dir():
             rep.hints.append("no train/ and test/ sub-folders: fine for smoke tests, not for reported numbers")
     else:
