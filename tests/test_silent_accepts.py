@@ -191,6 +191,20 @@ def test_9l_a_facades_image_that_is_no_side_by_side_pair_is_refused(tmp_path):
     assert not rep.ok and any("2.jpg" in m and "512x256" in m for m in rep.missing)
 
 
+
+def test_9l_a_cityscapes_pix2pix_image_that_is_no_pair_is_refused(tmp_path):
+    """The Cityscapes pix2pix loader cut images the same way: the same check, in one place."""
+    from bench.data import cityscapes
+    root = tmp_path / "cityscapes"
+    (root / "train").mkdir(parents=True)
+    Image.new("RGB", (512, 256), (128, 64, 128)).save(root / "train" / "1.jpg")
+    Image.new("RGB", (256, 256), (128, 64, 128)).save(root / "train" / "2.jpg")
+    ds = cityscapes.make_dataset("train", 32, root=root, layout="pix2pix")
+    assert ds[0]["photo"].shape == (3, 32, 32)
+    with pytest.raises(DataError) as e:
+        ds[1]
+    assert "\n" not in str(e.value) and str(root / "train" / "2.jpg") in str(e.value) and "256x256" in str(e.value)
+
 # --- item 9m: a discriminator that judges nothing ------------------------------------------------
 
 class ConstantD(torch.nn.Module):

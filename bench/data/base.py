@@ -86,3 +86,11 @@ def reading(path: Path, dataset: str) -> Iterator[None]:
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise DataError(f"cannot read {path} ({type(e).__name__}: {first}); replace the file (download it "
                         f"again) or run `bench data check {dataset}`") from None
+
+
+def side_by_side_problem(w: int, h: int) -> str | None:
+    """Why a ``w`` x ``h`` image is not a pix2pix side-by-side pair (two square halves, e.g. 512x256: photo left,
+    label map right), or None: a single 256x256 photo cut in two is not a sample (facades, Cityscapes)."""
+    if w == 2 * h and h > 0:
+        return None
+    return f"is {w}x{h}, not a side-by-side pair of two square halves (e.g. 512x256: photo left, label map right)"

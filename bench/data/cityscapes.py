@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from bench.data import cityscapes_labels as cl
-from bench.data.base import DatasetInfo, PairedDataset, reading
+from bench.data.base import DatasetInfo, PairedDataset, reading, side_by_side_problem
 from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
 from bench.data.paths import cache_dir, data_root, locate, shared_archives
 from bench.errors import ConfigError, DataError
@@ -186,6 +186,9 @@ class CityscapesDataset(PairedDataset):
                 data = photo_path.read_bytes()
                 with Image.open(io.BytesIO(data)) as im:
                     im = im.convert("RGB")
+                    if (why := side_by_side_problem(im.width, im.height)) is not None:
+                        raise DataError(f"cityscapes image {photo_path} {why}; replace it with the pix2pix pair or "
+                                        "run `bench data check cityscapes`")
                     photo = photo_tensor(im.crop((0, 0, im.width // 2, im.height)), self.size)
                 train_ids = decoded_label(data, self.tolerance)
         else:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.data.base import DatasetInfo, PairedDataset, reading
+from bench.data.base import DatasetInfo, PairedDataset, reading, side_by_side_problem
 from bench.data.cityscapes import photo_tensor, pix2pix_files
 from bench.data.layout import CheckReport, iter_members, prepare_atomically, safe_join, verify_marker, write_member
 from bench.data.paths import data_root, locate, shared_archives
@@ -79,21 +79,12 @@ def _files(root: Path, folder: str) -> list[Path]:
     return [p for p in pix2pix_files(root, folder) if not p.name.startswith(".") and p.is_file()]
 
 
-def _pair_problem(w: int, h: int) -> str | None:
-    """Why a ``w`` x ``h`` image is not a pix2pix side-by-side pair (photo left, label map right), or None.
-    The halves must be square: a single 256x256 photo cut in two is not a sample."""
-    if w == 2 * h and h > 0:
-        return None
-    return (f"is {w}x{h}, not a side-by-side pair of two square halves ({2 * SIDE}x{SIDE}: photo left, label "
-            "map right)")
-
-
 def _size_problem(path: Path) -> str | None:
-    """The pair check of :func:`_pair_problem` from the file's header (no decode); None when it cannot read one
+    """The pair check of :func:`bench.data.base.side_by_side_problem` from the file's header (no decode); None when it cannot read one
     (the JPEG checks say why)."""
     try:
         with Image.open(path) as im:
-            return _pair_problem(*im.size)
+            return side_by_side_problem(*im.size)
     except (OSError, ValueError, SyntaxError):
         return None
 
@@ -130,7 +121,7 @@ class FacadesDataset(PairedDataset):
             with Image.open(io.BytesIO(path.read_bytes())) as im:
                 ab = im.convert("RGB")                  # decodes: a truncated file fails here
             w, h = ab.size
-            if (why := _pair_problem(w, h)) is not None:
+            if (why := side_by_side_problem(w, h)) is not None:
                 raise DataError(f"facades image {path} {why}; replace it with the pix2pix pair or run "
                                 "`bench data check facades`")
             half = w // 2
