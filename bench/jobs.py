@@ -14,12 +14,12 @@ RNG, threads), which dies with its process instead of leaking into the next row.
 failed with the reason, the other runs go on, and ``--resume`` retries it from its newest checkpoint.
 
 Workers are forked where that is safe (Linux, CUDA not yet initialised and no native thread pool started in
-this process: a fork costs milliseconds and inherits the loaded plug-ins), else started with ``spawn`` (they then load the built-in
-registries and the ``--plugin`` modules loaded here, so components registered by a script without an
-importable module are not seen). Workers write their own run folders and append to the one results store
-(several writers are safe, see :mod:`bench.results`); the caller holds the output folder's lock for all
-of them. A worker ends with the command (``PR_SET_PDEATHSIG`` on Linux, else a thread that polls) and
-ignores Ctrl-C, which the command handles by ending them.
+this process: a fork costs milliseconds and inherits the loaded plug-ins), else started with ``spawn`` (they
+then load the built-in registries and the ``--plugin`` modules loaded here, so components registered by a
+script without an importable module are not seen). Workers write their own run folders and append to the
+one results store (several writers are safe, see :mod:`bench.results`); the caller holds the output folder's
+lock for all of them. A worker ends with the command (``PR_SET_PDEATHSIG`` on Linux, else a thread that
+polls) and ignores Ctrl-C, which the command handles by ending them.
 """
 
 from __future__ import annotations

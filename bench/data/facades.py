@@ -80,8 +80,8 @@ def _files(root: Path, folder: str) -> list[Path]:
 
 
 def _size_problem(path: Path) -> str | None:
-    """The pair check of :func:`bench.data.base.side_by_side_problem` from the file's header (no decode); None when it cannot read one
-    (the JPEG checks say why)."""
+    """The pair check of :func:`bench.data.base.side_by_side_problem` from the file's header (no decode); None
+    when it cannot read one (the JPEG checks say why)."""
     try:
         with Image.open(path) as im:
             return side_by_side_problem(*im.size)
