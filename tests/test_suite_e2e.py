@@ -134,11 +134,13 @@ def test_plugin_discriminator_runs_as_a_row_and_divergence_is_recorded(tmp_path)
     assert (out / "runs" / "boom-d" / "seed0" / "photo2depth" / "error.txt").read_text().count("Traceback") == 1
     empty = board.loc[("Empty D", "rel")]
     assert empty["status"] == "failed" and empty["reason"].startswith("a discriminator returned empty logits")
-    # --plugin is remembered by the run: scoring its checkpoint needs no flag
+    # --plugin is remembered by the run: scoring its checkpoint names it, and is refused (one line) without it
     info = json.loads(next((out / "runs" / "outside-d").rglob("run.json")).read_text())
     assert [p["module"] for p in info["plugins"]] == ["outside_plugin"] and len(info["plugins"][0]["sha256"]) == 64
-    r = bench("score", str(out / "runs" / "outside-d" / "seed0" / "photo2depth"), "--no-progress", env=env,
-              check=True)
+    run = str(out / "runs" / "outside-d" / "seed0" / "photo2depth")
+    r = bench("score", run, "--no-progress", env=env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--plugin outside_plugin" in r.stderr
+    r = bench("--plugin", "outside_plugin", "score", run, "--no-progress", env=env, check=True)
     assert re.search(r"^photo2depth/rel\t", r.stdout, re.M)
     # a single run through `bench train` tells the plug-in's fault in one line too
     r = bench("--plugin", "outside_plugin", "train", str(suite), "--row", "Boom D", "--profile", "tiny",
