@@ -482,8 +482,8 @@ def pack_runs(work: Path, dest: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- summary
 def summary_markdown(r: dict[str, Any]) -> str:
-    """gpu_check.md; errors, paths and the suites' row names escaped for Markdown (:mod:`leaderboards.escape`)."""
-    from leaderboards.escape import md_heading, md_text
+    """gpu_check.md; errors, paths and the suites' row names escaped for Markdown (:mod:`bench.escape`)."""
+    from bench.escape import md_heading, md_text
     s = r["sections"]
     env = s.get("env", {})
     lines = [f"# GPU check{' (dry run, CPU)' if r['dry'] else ''}", "",

@@ -185,7 +185,7 @@ def _jobs(i: dict[str, Any]) -> str:
 def run_notes(out: Path) -> str:
     """RUN.md: the commit, machine, jobs and wall time, the commands (a code block: each argument on one line,
     the fence longer than any run of backticks in them) and the judges; user text escaped for Markdown."""
-    from leaderboards.escape import md_code, one_line
+    from bench.escape import md_code, one_line
     inv = _invocations(out)
     lines = [RUN_TITLE, ""]
     if not inv:
@@ -221,7 +221,7 @@ def judge_notes(out: Path) -> list[str]:
              "say so in their notes.", ""]
     if not found:
         return lines + ["(no protocol in the results store names a judge's sha256)", ""]
-    from leaderboards.escape import md_code, md_text
+    from bench.escape import md_code, md_text
     lines += ["| task | metric | judge | sha256 |", "|---|---|---|---|"]
     lines += [f"| {md_text(task)} | {md_text(metric)} | {md_code(key, cell=True)} | {md_code(sha, cell=True)} |"
               for task, metric, key, sha in found]
@@ -245,7 +245,7 @@ def republish_notes(dest: Path, command: str, commit: str | None, code_version: 
         if not rest:
             head = head.split(REPUBLISHED, 1)[0]
     date = datetime.now(timezone.utc).date().isoformat()
-    from leaderboards.escape import md_code, md_text
+    from bench.escape import md_code, md_text
     line = (f"- {date}: {md_code(command)} at commit {md_code(commit)} (code version {md_code(code_version)}): "
             f"{md_text(why)}")
     body = [head.rstrip("\n"), "", *judge_notes(dest), REPUBLISHED, "",

@@ -21,7 +21,7 @@ from bench.config import Suite
 from leaderboards.claims import (EXPLAINED, budget_table, claim_table, claims_by_budget, effect_text, p_text,
                                  verdict_text)
 from leaderboards.curves import CHECKPOINT_KEY, EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
-from leaderboards.escape import md_cell, md_code, md_heading, md_text
+from bench.escape import md_cell, md_code, md_heading, md_text
 from leaderboards.export import latex_table
 from leaderboards.report import html_report
 from leaderboards.stats import METHOD, add_statistics

@@ -29,7 +29,7 @@ from bench.errors import ConfigError
 from bench.validate import validate_suite
 from leaderboards.claims import seed_values
 from leaderboards.curves import CHECKPOINT_KEY
-from leaderboards.escape import md_cell, md_code, md_heading
+from bench.escape import md_cell, md_code, md_heading
 from leaderboards.stats import ALPHA, clip, compare, describe, interval
 
 VERDICTS = ("better", "worse", "not separated", "degenerate", "missing")

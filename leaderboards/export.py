@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from leaderboards.curves import CHECKPOINT_KEY
-from leaderboards.escape import latex_text as escape   # row names, column labels, the caption
+from bench.escape import latex_text as escape   # row names, column labels, the caption
 
 
 def _num(v: float) -> str:

@@ -1,5 +1,5 @@
 """User text in what the bench writes (issue 22 item 7): a suite's title, row names, claims and assumptions, a
-failure's reason, CLI arguments are escaped for the format they land in (leaderboards.escape): no raw HTML and
+failure's reason, CLI arguments are escaped for the format they land in (bench.escape): no raw HTML and
 no injected headings, lists or table lines in the Markdown, no LaTeX commands or broken cells in the .tex, and
 still escaped in the HTML report. Ordinary names (the committed suites') render unchanged. The leaderboard is
 built from a hand-made results store (nothing trained; plots left out), so this file takes a few seconds."""
@@ -17,7 +17,7 @@ import leaderboards.build as build
 from bench.config import parse_suite
 from bench.provenance import protocol_hash
 from bench.results import ResultRecord, ResultStore
-from leaderboards.escape import latex_text, md_code, md_heading, md_text
+from bench.escape import latex_text, md_code, md_heading, md_text
 
 TITLE = "Title\n# Injected\n| a | b |"
 IMG, SCRIPT, SVG = "<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "<svg onload=alert(5)>|x"
