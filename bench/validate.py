@@ -310,10 +310,11 @@ def validate_suite(suite: "Suite", source: str) -> None:
         if not value >= 0:                        # NaN too: no change would ever be within it
             raise ConfigError(f"{source}: [tolerances] {key} = {value}: a tolerance is the largest change allowed, "
                               "a number >= 0")
-    for t in suite.metrics:
-        if t not in s.tasks:
-            raise ConfigError(f"{source}: [metrics] names task '{t}' which is not in [suite] tasks "
-                              f"({', '.join(s.tasks)})")
+    for section, tasks in (("metrics", suite.metrics), ("columns", suite.columns)):
+        for t in tasks:
+            if t not in s.tasks:
+                raise ConfigError(f"{source}: [{section}] names task '{t}' which is not in [suite] tasks "
+                                  f"({', '.join(s.tasks)})")
     seen = set()
     for i, row in enumerate(suite.rows):
         where = f"[rows.{i}]"
@@ -353,10 +354,6 @@ def validate_suite(suite: "Suite", source: str) -> None:
             both = next(r for r in rows[0] if r in rows[1])
             raise ConfigError(f"{source}: [claims.{i}] row '{both}' is in both groups; a claim compares two disjoint "
                               "groups of rows")
-    for t in suite.columns:
-        if t not in s.tasks:
-            raise ConfigError(f"{source}: [columns] names task '{t}' which is not in [suite] tasks "
-                              f"({', '.join(s.tasks)})")
     runner = _known(RUNNERS, s.runner, source, "[suite] runner")
     runner.validate(suite, source)
 
