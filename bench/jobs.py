@@ -14,12 +14,15 @@ RNG, threads), which dies with its process instead of leaking into the next row.
 failed with the reason, the other runs go on, and ``--resume`` retries it from its newest checkpoint.
 
 Workers are forked where that is safe (Linux, CUDA not yet initialised and no native thread pool started in
-this process: a fork costs milliseconds and inherits the loaded plug-ins), else started with ``spawn`` (they
-then load the built-in registries and the ``--plugin`` modules loaded here, so components registered by a
-script without an importable module are not seen). Workers write their own run folders and append to the
-one results store (several writers are safe, see :mod:`bench.results`); the caller holds the output folder's
-lock for all of them. A worker ends with the command (``PR_SET_PDEATHSIG`` on Linux, else a thread that
-polls) and ignores Ctrl-C, which the command handles by ending them.
+this process: a fork costs milliseconds and inherits the loaded plug-ins). Else they are forked from a
+``forkserver`` (POSIX): one clean process, started once per command with torch, the bench and what every run
+imports preloaded, so a worker still starts in milliseconds where ``spawn`` took 3 s (importing torch and
+``torch._dynamo`` anew in each); ``spawn`` only where neither exists. Workers that are not forked from this
+process take its environment, code version and ``--plugin`` modules from :class:`WorkerSetup` (so components
+registered by a script without an importable module are not seen there). Workers write their own run folders
+and append to the one results store (several writers are safe, see :mod:`bench.results`); the caller holds the
+output folder's lock for all of them. A worker ends with the command (``PR_SET_PDEATHSIG`` on Linux, else a
+thread that polls) and ignores Ctrl-C, which the command handles by ending them.
 """
 
 from __future__ import annotations
@@ -76,22 +79,32 @@ def threads_per_job(jobs: int, threads: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """What a worker needs besides its item: the plug-ins (``spawn`` only), its torch threads, the log level,
-    the command's pid (it ends with it), whether it shows its own progress bars (one job) and whether it
-    stands for the command at a failpoint (one job, :mod:`bench.failpoints`)."""
+    """What a worker needs besides its item: the plug-ins (not forked from the command only), its torch threads,
+    the log level, the command's pid (it ends with it), whether it shows its own progress bars (one job) and
+    whether it stands for the command at a failpoint (one job, :mod:`bench.failpoints`); for a worker not forked
+    from the command, the command's environment (a fork server keeps the one it started with) and its code
+    version (asked of git once)."""
     plugins: tuple[str, ...]
     threads: int
     log_level: int
     parent: int
-    fresh: bool                        # started by spawn: load the registries and plug-ins
+    fresh: bool                        # not forked from the command: load the registries and plug-ins
     show_progress: bool = False
     stands_for_command: bool = False
+    environ: tuple[tuple[str, str], ...] | None = None
+    code_version: str | None = None
 
 
 def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dict[str, Any], setup: WorkerSetup,
             what: str, conn, beat: Any = None) -> None:
     """One item in its own process: run ``fn`` on it, send ``("ok", result)`` or ``("raised", reason)`` back."""
     _exit_with_parent(setup.parent)
+    if setup.environ is not None:
+        os.environ.clear()
+        os.environ.update(setup.environ)
+    if setup.code_version is not None:
+        from bench.provenance import adopt_code_version
+        adopt_code_version(setup.code_version)
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the command's: it ends its workers
     heartbeat.attach(beat)
     failpoints.stand_for(setup.parent if setup.stands_for_command else None)
@@ -117,21 +130,34 @@ def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dic
 
 
 def _exit_with_parent(parent: int, poll_s: float = 2.0) -> None:
-    """End this worker when ``parent``, the process that started it, is gone (killed by SIGTERM or SIGKILL, so
+    """End this worker when ``parent``, the command that started it, is gone (killed by SIGTERM or SIGKILL, so
     that its own clean-up never ran; maybe before this worker got here): an orphaned worker would go on
-    writing into a folder nobody holds the lock of. On Linux the kernel sends SIGKILL at once
-    (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback, a thread polls."""
+    writing into a folder nobody holds the lock of. On Linux the kernel sends SIGKILL at once when the
+    worker's own parent ends (``PR_SET_PDEATHSIG``): the command, or the fork server, which ends with it;
+    elsewhere, and as a fallback, a thread polls both."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent:
+    own_parent = os.getppid()                          # the command, or the fork server it started
+
+    def orphaned() -> bool:
+        if os.getppid() != own_parent:
+            return True
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:                                # alive, owned by another user: not ours to judge
+            pass
+        return False
+    if orphaned():
         os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while not orphaned():
             time.sleep(poll_s)
         os._exit(1)
     threading.Thread(target=watch, name="bench-job-parent-watch", daemon=True).start()
@@ -173,12 +199,22 @@ def start_method() -> str:
     """``fork`` where it is safe and cheap: Linux, CUDA not initialised here, and no native thread started since
     the bench was imported (``bench/__init__`` imports this module first): a fork after an OpenMP parallel
     region hangs the child's first one in ``gomp_team_barrier_wait_end`` (seen when a test ran the command
-    inside a process that had trained before). Else ``spawn``."""
+    inside a process that had trained before). Else ``forkserver`` where the system has it (a clean process
+    that never trained, so forking it is safe), else ``spawn``."""
     now = native_threads()
     if sys.platform.startswith("linux") and not torch.cuda.is_initialized() and now is not None \
             and _BASELINE is not None and now <= _BASELINE:
         return "fork"
-    return "spawn"
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _context(method: str):
+    """The multiprocessing context for ``method``; a fork server preloads torch, the bench and
+    :data:`WARM_MODULES` once, so that every worker forked from it has them."""
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["bench", "bench.registry", "bench.runners", *WARM_MODULES])
+    return ctx
 
 
 @dataclass
@@ -199,15 +235,19 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
     and memory is returned between items); the results in the order of ``items``. An item whose process died,
     raised ``SystemExit`` / ``KeyboardInterrupt``, or overran ``limits(item)`` gets ``on_death(item, reason)``
     (which records it) as its result."""
+    from bench.provenance import running_code_version
     from bench.registry import loaded_plugins
     method = start_method()
-    ctx = multiprocessing.get_context(method)
+    ctx = _context(method)
     if method == "fork":
         warm_imports()
     jobs = max(1, min(jobs, len(items)))
+    log.info("%d item(s), %d at once, workers started by %s", len(items), jobs, method)
+    fresh = method != "fork"
     setup = WorkerSetup(plugins=tuple(p["module"] for p in loaded_plugins()), threads=threads_per_job(jobs),
-                        log_level=logging.getLogger().level, parent=os.getpid(), fresh=method != "fork",
-                        show_progress=jobs == 1, stands_for_command=jobs == 1)
+                        log_level=logging.getLogger().level, parent=os.getpid(), fresh=fresh,
+                        show_progress=jobs == 1, stands_for_command=jobs == 1,
+                        environ=tuple(os.environ.items()) if fresh else None, code_version=running_code_version())
     results: list[Any] = [None] * len(items)
     queue = list(range(len(items)))
     running: dict[int, _Running] = {}                  # process sentinel -> the worker

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import hashlib
 import json
 import logging
@@ -100,7 +99,9 @@ def code_version(path: str | os.PathLike | None = None) -> str:
     return version + "-dirty" if git_dirty(path) else version
 
 
-@functools.lru_cache(maxsize=1)
+_RUNNING: str | None = None
+
+
 def running_code_version() -> str:
     """:func:`code_version` of this package as this process loaded it: asked of git once per process.
 
@@ -108,7 +109,18 @@ def running_code_version() -> str:
     same version; a suite with thousands of records asked git three times per record before (16-21% of
     a smoke suite's time).
     """
-    return code_version()
+    global _RUNNING
+    if _RUNNING is None:
+        _RUNNING = code_version()
+    return _RUNNING
+
+
+def adopt_code_version(version: str | None) -> None:
+    """Take ``version`` as this process's :func:`running_code_version` (``None``: ask git again on next use).
+    A worker that ``bench run`` starts runs the command's code and records the command's version, asked of git
+    once there, instead of three git processes of its own per run."""
+    global _RUNNING
+    _RUNNING = version
 
 
 def _dist_version(name: str) -> str | None:

@@ -31,6 +31,7 @@ samples per requested class, and to the real test images of the same batches as 
 from __future__ import annotations
 
 import hashlib
+import json
 
 import logging
 import math
@@ -42,6 +43,7 @@ import pytorch_msssim
 import torch
 import torch.nn.functional as F
 
+from bench.atomic import write_atomic
 from bench.errors import MetricError
 from bench.progress import bar as tqdm
 from metrics.base import ScoreContext, Scorer
@@ -207,6 +209,8 @@ def ms_ssim_diversity(images: torch.Tensor, labels: torch.Tensor | None, pairs: 
 
 # -- the scorer -------------------------------------------------------------------------------------
 _REAL_VALUES: dict[str, float] = {}     # real images' MS-SSIM by content key (see DiversityScorer._score_real)
+REAL_CACHE_FOLDER = "ms-ssim-real"      # the same values under the cache folder, one JSON file per key
+
 
 class DiversityScorer(Scorer):
     """MS-SSIM diversity of class-conditional samples (AC-GAN protocol), with the real images' value.
@@ -278,18 +282,32 @@ class DiversityScorer(Scorer):
         return ms_ssim_diversity(x, labels, self.pairs, self.seed, value_range=self.VALUE_RANGE)
 
     def _score_real(self, labels: torch.Tensor) -> float:
-        """The real images' value: the same at every evaluation of every run on the same test set, so it
-        is computed once per process for given images, classes and protocol (keyed by their bytes)."""
+        """The real images' value: the same at every evaluation of every run on the same test set, so it is
+        computed once for given images, classes, protocol, device and library versions (keyed by their bytes)
+        and kept in this process and in the cache folder (each run scores in a process of its own)."""
         x = torch.cat(self._real)
         h = hashlib.sha256(x.numpy().tobytes())
         h.update(labels.numpy().tobytes())
-        h.update(f"{tuple(x.shape)}{self.pairs}{self.seed}{self.ctx.device}".encode())
+        h.update(f"{tuple(x.shape)}{self.pairs}{self.seed}{self.ctx.device}{torch.__version__}"
+                 f"{version('pytorch-msssim')}".encode())
         key = h.hexdigest()
         if key not in _REAL_VALUES:
             if len(_REAL_VALUES) >= 16:
                 _REAL_VALUES.pop(next(iter(_REAL_VALUES)))
-            _REAL_VALUES[key] = self._score(self._real, labels)
+            _REAL_VALUES[key] = self._cached_real(key, labels)
         return _REAL_VALUES[key]
+
+    def _cached_real(self, key: str, labels: torch.Tensor) -> float:
+        path = self.ctx.cache_dir / REAL_CACHE_FOLDER / f"{key[:40]}.json"
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == key and isinstance(stored.get("ms_ssim_real"), float):
+                return stored["ms_ssim_real"]
+        except (OSError, ValueError):                  # absent or unreadable: compute it again
+            pass
+        value = self._score(self._real, labels)
+        write_atomic(path, lambda tmp: tmp.write_text(json.dumps({"key": key, "ms_ssim_real": value})))
+        return value
 
     def compute(self) -> dict[str, float]:
         if not self._gen:

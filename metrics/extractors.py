@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,6 +35,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from bench import provenance
+from bench.atomic import write_atomic
 from bench.data.paths import cache_dir, data_root
 from bench.errors import DataError, MetricError
 from bench.progress import bar as tqdm
@@ -227,12 +227,27 @@ class MnistClassifierProtocol:
                                   # metrics.judges.judge_training: 1 thread, deterministic)
 
 
-def load_mnist(root: Path | None = None) -> dict[str, np.ndarray]:
+def _mnist_file(root: Path | None) -> Path:
     path = (root or data_root() / "mnist") / "mnist.npz"
     if not path.is_file():
         raise DataError(f"MNIST not found at {path}; put mnist.npz there or set BENCH_DATA_ROOT")
-    with np.load(path) as z:
+    return path
+
+
+def load_mnist(root: Path | None = None) -> dict[str, np.ndarray]:
+    with np.load(_mnist_file(root)) as z:
         return {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+
+
+@functools.lru_cache(maxsize=8)
+def _classifier_key(npz: str, size: int, mtime_ns: int, protocol: MnistClassifierProtocol) -> str:
+    """The classifier's cache key: sha256 of its training images + labels + protocol + architecture (asked once
+    per process and file version: reading and hashing the 47 MB of images costs 0.3 s)."""
+    with np.load(npz) as z:
+        x_all, y_all = z["x_train"], z["y_train"]
+    n = protocol.n_train or len(x_all)
+    recipe = json.dumps(asdict(protocol), sort_keys=True) + repr(MnistNet())   # architecture in the key
+    return hashlib.sha256(x_all[:n].tobytes() + y_all[:n].tobytes() + recipe.encode()).hexdigest()
 
 
 def train_mnist_classifier(protocol: MnistClassifierProtocol = MnistClassifierProtocol(), *,
@@ -245,14 +260,15 @@ def train_mnist_classifier(protocol: MnistClassifierProtocol = MnistClassifierPr
     (byte-identical for identical weights) plus a ``.json`` with the protocol and test accuracy; the
     key is the sha256 of the training images + labels + protocol + architecture.
     """
+    npz = _mnist_file(root)
+    st = npz.stat()
+    key = _classifier_key(str(npz.resolve()), st.st_size, st.st_mtime_ns, protocol)
+    out = (cache_root or cache_dir() / "fidelity") / f"mnist-classifier-{key[:20]}.safetensors"
+    if cache and out.is_file():
+        return out
     data = load_mnist(root)
     n = protocol.n_train or len(data["x_train"])
     x, y = data["x_train"][:n], data["y_train"][:n]
-    recipe = json.dumps(asdict(protocol), sort_keys=True) + repr(MnistNet())   # architecture in the key
-    h = hashlib.sha256(x.tobytes() + y.tobytes() + recipe.encode())
-    out = (cache_root or cache_dir() / "fidelity") / f"mnist-classifier-{h.hexdigest()[:20]}.safetensors"
-    if cache and out.is_file():
-        return out
     log.info("training the MNIST feature classifier on %d images (%s)", n, protocol)
     with judge_training(protocol.seed):       # the same weights whatever --threads / --jobs / the cores
         net = _train_mnist_net(x, y, protocol)
@@ -263,10 +279,10 @@ def train_mnist_classifier(protocol: MnistClassifierProtocol = MnistClassifierPr
     acc = float((pred.numpy() == data["y_test"][:protocol.n_eval]).mean())
     log.info("MNIST feature classifier: test accuracy %.4f on %d images", acc, protocol.n_eval)
     # no safetensors metadata: its order varies between writes, and the file's sha256 is stamped
-    _write_atomic(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(
+    write_atomic(out.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(
         {"protocol": asdict(protocol), "training": training_protocol(protocol.seed), "test_accuracy": acc,
-         "key_sha256": h.hexdigest()}, indent=1)))
-    _write_atomic(out, lambda tmp: save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp)))
+         "key_sha256": key}, indent=1)))
+    write_atomic(out, lambda tmp: save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp)))
     return out
 
 
@@ -289,20 +305,6 @@ def _train_mnist_net(x: np.ndarray, y: np.ndarray, protocol: MnistClassifierProt
             loss.backward()
             opt.step()
     return net
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` to a temporary file unique to this call, then move it onto ``path`` (two ``--jobs``
-    workers may train the same classifier at once: neither sees the other's half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class MnistFeatureExtractor(FeatureExtractorBase):

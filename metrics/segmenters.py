@@ -165,6 +165,14 @@ def check_segmenter(name: str, ctx: ScoreContext) -> None:
     elif ctx.train_data is None:
         raise MetricError(f"segmenter '{name}' is trained on the dataset's training split, which this "
                           "scoring context does not give")
+    else:
+        # Imported here, before any training: a missing library is said now, and the command's run workers,
+        # forked from it, inherit the import (0.7 s each, timm's model zoo, where each run would pay it again).
+        try:
+            import segmentation_models_pytorch  # noqa: F401
+        except ImportError as e:
+            raise MetricError(f"segmenter '{name}' needs segmentation-models-pytorch ({e}); "
+                              "pip install segmentation-models-pytorch") from e
 
 
 def build_segmenter(name: str, ctx: ScoreContext) -> ScoringSegmenter:

@@ -55,8 +55,9 @@ def test_jobs_below_one_is_a_one_line_error(tmp_path: Path):
     assert not (tmp_path / "o" / "results.sqlite").exists()
 
 
-@pytest.mark.parametrize("at_work", [False, True])    # killed while the worker starts / while it runs its item
-def test_workers_end_when_their_parent_is_killed(tmp_path: Path, at_work: bool):
+@pytest.mark.parametrize("method,at_work", [("spawn", False), ("spawn", True),   # killed while the worker starts /
+                                            ("forkserver", True)])               # while it runs its item
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path, method: str, at_work: bool):
     import os
     import signal
     import subprocess
@@ -70,7 +71,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path, at_work: bool):
         "    (out / 'napping').touch()\n"
         "    time.sleep(600)\n"
         "if __name__ == '__main__':\n"
-        "    ctx = multiprocessing.get_context('spawn')\n"
+        f"    ctx = multiprocessing.get_context({method!r})\n"
         "    r, w = ctx.Pipe(duplex=False)\n"
         "    setup = WorkerSetup((), 1, 30, os.getpid(), fresh=True)\n"
         "    p = ctx.Process(target=_worker, args=(nap, 0, sys.argv[1], sys.argv[1] + '/r.sqlite', {}, setup,\n"
@@ -101,3 +102,41 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path, at_work: bool):
     else:
         os.kill(child, signal.SIGKILL)
         raise AssertionError("the worker outlived its killed parent by 30 s")
+
+
+def test_workers_of_a_process_that_trained_come_from_a_fork_server(tmp_path: Path):
+    """After this process ran an OpenMP region, forking it is unsafe: the workers are forked from a clean fork
+    server instead, with torch and what every run imports preloaded, and take this process's environment as it is
+    now (the server keeps the one it started with) and its code version (no git of their own)."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "probe_mod.py").write_text(
+        "import os, sys, torch\n"
+        "def probe(item, out, store):\n"
+        "    from bench.provenance import running_code_version\n"
+        "    preloaded = 'torch._dynamo' in sys.modules\n"
+        "    x = torch.ones(256, 256) @ torch.ones(256, 256)                 # an OpenMP region: must not hang\n"
+        "    return item, os.environ.get('BENCH_PROBE'), running_code_version(), preloaded, float(x[0, 0])\n")
+    (tmp_path / "parent.py").write_text(
+        "import os, sys, torch\n"
+        "from pathlib import Path\n"
+        "from bench import jobs, provenance\n"
+        "from probe_mod import probe\n"
+        "if __name__ == '__main__':\n"
+        "    torch.set_num_threads(2)\n"
+        "    torch.ones(512, 512) @ torch.ones(512, 512)                     # this process's OpenMP pool starts\n"
+        "    print(jobs.start_method())\n"
+        "    provenance.adopt_code_version('0.0.0+probe')\n"
+        "    out = Path(sys.argv[1])\n"
+        "    for value in ('first', 'second'):                                # the server starts with 'first'\n"
+        "        os.environ['BENCH_PROBE'] = value\n"
+        "        print(jobs.run_parallel(probe, [1, 2], out, out / 'r.sqlite', jobs=2, on_death=lambda i, why: why))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + str(tmp_path)}
+    r = subprocess.run([sys.executable, str(tmp_path / "parent.py"), str(tmp_path)], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    method, first, second = r.stdout.strip().splitlines()
+    assert method == "forkserver"
+    assert first == str([(i, "first", "0.0.0+probe", True, 256.0) for i in (1, 2)])
+    assert second == str([(i, "second", "0.0.0+probe", True, 256.0) for i in (1, 2)])

@@ -213,16 +213,23 @@ def test_ms_ssim_of_flat_images_equals_the_closed_form(size: int, a: float, b: f
     assert abs(got - _flat_ms_ssim(a32, b32)) < 1e-6, (got, _flat_ms_ssim(a32, b32))
 
 
-def test_real_value_is_computed_once_per_test_set(tmp_path, monkeypatch) -> None:
-    """The real images' MS-SSIM is the same at every evaluation: computed once per images + classes +
-    protocol, and a different test set, class list or option gets its own value."""
+def _counted(monkeypatch):
+    """Six images of two classes (generated, real) and the list that records each MS-SSIM computation; the
+    in-memory table of real values starts empty."""
     import metrics.diversity as md
     labels = torch.tensor([0, 1, 0, 1, 0, 1])
     gen, real = _on_grid(_images(6, 28, seed=1, channels=1)), _on_grid(_images(6, 28, seed=2, channels=1))
-    calls = []
+    calls: list[int] = []
     real_fn = md.ms_ssim_diversity
     monkeypatch.setattr(md, "ms_ssim_diversity", lambda x, *a, **k: calls.append(len(x)) or real_fn(x, *a, **k))
     monkeypatch.setattr(md, "_REAL_VALUES", {})
+    return md, labels, gen, real, calls, real_fn
+
+
+def test_real_value_is_computed_once_per_test_set(tmp_path, monkeypatch) -> None:
+    """The real images' MS-SSIM is the same at every evaluation: computed once per images + classes +
+    protocol, and a different test set, class list or option gets its own value."""
+    md, labels, gen, real, calls, real_fn = _counted(monkeypatch)
     first = _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen, real, labels, size=3)
     again = _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen.flip(0), real, labels, size=3)
     assert len(calls) == 3                                   # gen, real, gen: the real value was reused
@@ -231,3 +238,20 @@ def test_real_value_is_computed_once_per_test_set(tmp_path, monkeypatch) -> None
     _stream(DiversityScorer(_score_ctx({"pairs": 4, "seed": 1}, tmp_path)), gen, real, labels)
     _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen, real.flip(0), labels)
     assert len(calls) == 7                                   # another seed, other images: computed again
+
+
+def test_real_value_is_kept_in_the_cache_folder_for_the_next_process(tmp_path, monkeypatch) -> None:
+    """Each run scores in a worker process of its own: the real value computed by one is read by the next from
+    the cache folder (a new process starts with an empty in-memory table), and a damaged file is recomputed."""
+    md, labels, gen, real, calls, real_fn = _counted(monkeypatch)
+    first = _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen, real, labels, size=3)
+    files = list((tmp_path / md.REAL_CACHE_FOLDER).glob("*.json"))
+    assert len(calls) == 2 and len(files) == 1
+    monkeypatch.setattr(md, "_REAL_VALUES", {})                      # the next process
+    again = _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen, real, labels, size=3)
+    assert len(calls) == 3 and again["ms_ssim_real"] == first["ms_ssim_real"]    # only gen computed
+    files[0].write_text("{not json")                                 # a damaged file: computed again, rewritten
+    monkeypatch.setattr(md, "_REAL_VALUES", {})
+    third = _stream(DiversityScorer(_score_ctx({"pairs": 4}, tmp_path)), gen, real, labels, size=3)
+    assert len(calls) == 5 and third["ms_ssim_real"] == first["ms_ssim_real"]
+    assert json.loads(files[0].read_text())["ms_ssim_real"] == first["ms_ssim_real"]

@@ -132,7 +132,7 @@ def test_running_code_version_asks_git_once_per_process(monkeypatch: pytest.Monk
     calls = []
     real = provenance._git
     monkeypatch.setattr(provenance, "_git", lambda args, cwd: calls.append(args) or real(args, cwd))
-    provenance.running_code_version.cache_clear()
+    provenance.adopt_code_version(None)
     try:
         first = provenance.running_code_version()
         asked = len(calls)
@@ -141,4 +141,4 @@ def test_running_code_version_asks_git_once_per_process(monkeypatch: pytest.Monk
         calls.clear()
         assert first == code_version() and len(calls) == asked   # and it is code_version()'s answer
     finally:
-        provenance.running_code_version.cache_clear()
+        provenance.adopt_code_version(None)
