@@ -13,11 +13,6 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-# Before torch loads OpenMP: idle threads sleep instead of spinning. On a shared 2-core box spinning made a
-# 64x64 pix2pix step 2.5x slower with another job running (tests/benchmarks/test_bench_threads.py); unloaded
-# it is as fast or faster. A user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from bench import progress
 from bench.errors import BenchError, ConfigError
 from bench.lock import folder_lock

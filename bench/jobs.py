@@ -229,12 +229,13 @@ class _Running:
 
 def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, *, jobs: int,
                  on_death: Callable[[Any, str], Any], describe: Callable[[Any], str] = str,
-                 limits: Callable[[Any], Limits] | None = None, **kwargs: Any) -> list[Any]:
+                 limits: Callable[[Any], Limits] | None = None, threads: int | None = None,
+                 **kwargs: Any) -> list[Any]:
     """``fn(item, out, ResultStore(store), **kwargs)`` (a module-level function: spawned workers import it by
     name) for every item, at most ``jobs`` at once, each in its own process (so a death is pinned on its item
     and memory is returned between items); the results in the order of ``items``. An item whose process died,
     raised ``SystemExit`` / ``KeyboardInterrupt``, or overran ``limits(item)`` gets ``on_death(item, reason)``
-    (which records it) as its result."""
+    (which records it) as its result. The workers share ``threads`` torch threads (default: this process's)."""
     from bench.provenance import running_code_version
     from bench.registry import loaded_plugins
     method = start_method()
@@ -244,7 +245,7 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
     jobs = max(1, min(jobs, len(items)))
     log.info("%d item(s), %d at once, workers started by %s", len(items), jobs, method)
     fresh = method != "fork"
-    setup = WorkerSetup(plugins=tuple(p["module"] for p in loaded_plugins()), threads=threads_per_job(jobs),
+    setup = WorkerSetup(plugins=tuple(p["module"] for p in loaded_plugins()), threads=threads_per_job(jobs, threads),
                         log_level=logging.getLogger().level, parent=os.getpid(), fresh=fresh,
                         show_progress=jobs == 1, stands_for_command=jobs == 1,
                         environ=tuple(os.environ.items()) if fresh else None, code_version=running_code_version())

@@ -241,11 +241,13 @@ class Isolation:
     """How runs are run: each in a process of its own (the default; :mod:`bench.jobs`), at most ``jobs`` at once,
     ended past ``time_limit_min`` (else the profile's) or after ``stall_limit_min`` without a heartbeat (else the
     profile's); ``isolate=False`` runs them one after the other in this process (a debugger's choice: a plug-in's
-    exit, hang or global state then reaches the command)."""
+    exit, hang or global state then reaches the command). The workers share ``threads`` torch threads (default:
+    this process's)."""
     jobs: int = 1
     isolate: bool = True
     time_limit_min: float | None = None
     stall_limit_min: float | None = None
+    threads: int | None = None
 
     def limits(self, spec: RunSpec):
         from bench.jobs import Limits
@@ -264,7 +266,7 @@ def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultSto
     if how.isolate and items:
         from bench.jobs import run_parallel
         yield from run_parallel(fn, items, out, store.path, jobs=how.jobs, on_death=on_death, describe=describe,
-                                limits=lambda item: how.limits(spec_of(item)), **opts)
+                                limits=lambda item: how.limits(spec_of(item)), threads=how.threads, **opts)
         return
     for i, item in enumerate(items, 1):
         log.info("[%d/%d] %s", i, len(items), describe(item))

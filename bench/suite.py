@@ -72,8 +72,9 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
     for name, v in (("--time-limit", time_limit_min), ("--stall-limit", stall_limit_min)):
         if v is not None and not v > 0:
             raise ConfigError(f"{name} must be positive minutes, not {v}")
+    threads = torch.get_num_threads()
     isolation = Isolation(jobs=int(jobs), isolate=isolate, time_limit_min=time_limit_min,
-                          stall_limit_min=stall_limit_min)
+                          stall_limit_min=stall_limit_min, threads=threads)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     pname = profile or suite.suite.default_profile
@@ -84,21 +85,33 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
     refuse = ConfigError(f"{out} already holds results; pass --resume to continue that run or choose a new --out")
     if not resume and holds_results(out):
         raise refuse
-    preflight = getattr(runner, "preflight", None)
-    if preflight is not None:
-        preflight(suite, expand(suite, pname, rows, seeds), device, out=out, resume=resume,
-                  force_resume=force_resume)
-    with folder_lock(out):
-        if not resume and holds_results(out):     # again, now that no other process can write
-            raise refuse
-        store = ResultStore(out / RESULTS_FILE)
-        report = SuiteReport(out)
-        started, t0 = datetime.now(timezone.utc), time.perf_counter()
-        report.ran, report.skipped, report.failed = runner.run(
-            suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device, deterministic=deterministic,
-            resume=resume, progress=progress, force_resume=force_resume, jobs=int(jobs), isolation=isolation)
-        report.seconds = time.perf_counter() - t0
-        if leaderboard is not None:
-            report.leaderboard = leaderboard(suite, store, out, pname)
-        record_invocation(out, started, time.perf_counter() - t0, report, git_commit(), code_version(), jobs=int(jobs))
+    if isolate:
+        # This process's own torch work (the checks, the bookkeeping between runs) at one thread until its last
+        # worker has started: a parallel region would start OpenMP's pool, after which forking is unsafe and the
+        # workers come from the fork server (loading the MNIST judge in the class-accuracy check did, for every
+        # MNIST suite). The workers share the threads it had.
+        torch.set_num_threads(1)
+    try:
+        preflight = getattr(runner, "preflight", None)
+        if preflight is not None:
+            preflight(suite, expand(suite, pname, rows, seeds), device, out=out, resume=resume,
+                      force_resume=force_resume)
+        with folder_lock(out):
+            if not resume and holds_results(out):     # again, now that no other process can write
+                raise refuse
+            store = ResultStore(out / RESULTS_FILE)
+            report = SuiteReport(out)
+            started, t0 = datetime.now(timezone.utc), time.perf_counter()
+            report.ran, report.skipped, report.failed = runner.run(
+                suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device,
+                deterministic=deterministic, resume=resume, progress=progress, force_resume=force_resume,
+                jobs=int(jobs), isolation=isolation)
+            report.seconds = time.perf_counter() - t0
+            torch.set_num_threads(threads)
+            if leaderboard is not None:
+                report.leaderboard = leaderboard(suite, store, out, pname)
+            record_invocation(out, started, time.perf_counter() - t0, report, git_commit(), code_version(),
+                              jobs=int(jobs))
+    finally:
+        torch.set_num_threads(threads)
     return report
