@@ -7,12 +7,17 @@ Written beside each run's checkpoints as ``samples.png`` after it is scored:
 - sampled from the prior with classes (AC-GAN, CA-GAN): rows are fixed latents, columns the classes
   (the same latents in every column, as in the papers' figures).
 
+A conditional run also keeps its grid's columns (``samples.safetensors``, 8-bit RGB), and the suite draws one
+``comparison-<task>.png`` per task from its first seed: condition | each row's output | target, on the same test
+inputs, the rows in the suite's order (:func:`write_comparison`): the picture a reader compares discriminators by.
+
 Inputs are fixed (test split order, latents from a fixed seed), so grids compare across rows and
 commits. Drawing a grid never fails a run: a problem is logged and the grid is skipped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -26,6 +31,7 @@ from bench.tasks import TaskSpec
 log = logging.getLogger(__name__)
 
 SAMPLES_FILE = "samples.png"
+COLUMNS_FILE = "samples.safetensors"              # the grid's columns, for the suite's side-by-side comparison
 GRID_SEED = 7
 GRID_ROWS = 8
 
@@ -46,6 +52,11 @@ def to_rgb(task: TaskSpec, field: str, x: torch.Tensor) -> torch.Tensor | None:
             x = x.expand(-1, 3, -1, -1)
         return x[:, :3]
     return None
+
+
+def comparison_file(task: str) -> str:
+    """The file name of ``task``'s side-by-side comparison in a suite's output folder."""
+    return f"comparison-{task}.png"
 
 
 def _save(images: list[torch.Tensor], nrow: int, path: Path) -> Path:
@@ -87,8 +98,57 @@ def write_samples(spec: RunSpec, checkpoint: Path, path: Path, *, device: torch.
         columns = [c for c in columns if c is not None]
         if not columns:
             return None
+        _save_columns(columns, "x" in task.inputs, path.with_name(COLUMNS_FILE))
         interleaved = torch.stack(columns, 1).flatten(0, 1)            # row by row: one sample per line
         return _save([interleaved], len(columns), path)
     except Exception as e:  # noqa: BLE001 - a picture must never cost a result
         log.warning("could not draw the sample grid of %s / %s / seed %d: %s", spec.row, spec.task, spec.seed, e)
+        return None
+
+
+def _save_columns(columns: list[torch.Tensor], has_input: bool, path: Path) -> None:
+    """The grid's columns as 8-bit RGB (columns, N, 3, H, W): condition (where there is one), outputs, target."""
+    from safetensors.torch import save_file
+    u8 = (torch.stack(columns) * 255).round().clamp(0, 255).to(torch.uint8).contiguous()
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({"columns": u8}, str(tmp), metadata={"has_input": str(bool(has_input))})
+    tmp.replace(path)
+
+
+def _columns(path: Path) -> tuple[torch.Tensor, bool] | None:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.get_tensor("columns"), f.metadata().get("has_input") == "True"
+    except Exception as e:  # noqa: BLE001 - a missing or damaged file leaves its row out
+        log.warning("sample columns %s unreadable (%s): that row is left out of the comparison", path, e)
+        return None
+
+
+def write_comparison(runs: list[tuple[str, Path]], path: Path, seed: int) -> list[str] | None:
+    """One picture of every row on the same test inputs: condition | each row's final output | target, one input
+    per line, from the runs' ``samples.safetensors`` (``runs``: (row, run folder) of ``seed``, in the suite's
+    order), with its column captions beside it (``.json``). Returns the captions, or None when fewer than two
+    rows have columns. Reads files only: no model, no plug-in code runs here."""
+    got = [(row, c) for row, d in runs if (d / COLUMNS_FILE).is_file() for c in [_columns(d / COLUMNS_FILE)] if c]
+    shapes = {tuple(c.shape[1:]) for _, (c, _) in got}
+    if len(got) < 2 or len(shapes) != 1:
+        if len(shapes) > 1:
+            log.warning("the rows' sample grids differ in shape %s: no comparison drawn at %s", sorted(shapes), path)
+        return None
+    first, has_input = got[0][1]
+    cols = ([first[0]] if has_input else []) + [c[-2] for _, (c, _) in got] + [first[-1]]
+    captions = (["condition"] if has_input else []) + [row for row, _ in got] + ["target"]
+    grid = torch.stack(cols, 1).flatten(0, 1).float() / 255                     # line by line
+    _save([grid], len(cols), path)
+    path.with_suffix(".json").write_text(json.dumps({"columns": captions, "seed": seed}, indent=1) + "\n")
+    return captions
+
+
+def comparison_captions(png: Path) -> tuple[list[str], int] | None:
+    """The column captions and seed written beside a comparison picture, or None."""
+    try:
+        meta = json.loads(png.with_suffix(".json").read_text())
+        return [str(c) for c in meta["columns"]], int(meta["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -130,6 +130,8 @@ def publish(out: Path, dest: Path) -> Path:
     for name in FILES:
         if (out / name).is_file():
             shutil.copy2(out / name, tmp / name)
+    for side in sorted(out.glob("comparison-*.png")) + sorted(out.glob("comparison-*.json")):
+        shutil.copy2(side, tmp / side.name)          # the side-by-side pictures, named as the leaderboard links them
     grids = []
     for grid in sorted((out / "runs").glob("*/seed*/*/samples.png")):
         row, seed, task = grid.parts[-4], grid.parts[-3], grid.parts[-2]

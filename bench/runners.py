@@ -33,7 +33,7 @@ from bench.results import ResultRecord
 from bench.runspec import RunSpec, expand
 from bench.score import entries, joint_entries, score_joint, score_run
 from bench.score import preflight as score_preflight
-from bench.grids import SAMPLES_FILE, write_samples
+from bench.grids import SAMPLES_FILE, comparison_file, write_comparison, write_samples
 from bench.train import check_resume, read_status, train
 from bench.validate import validate_models_and_metrics
 
@@ -291,6 +291,14 @@ def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultS
                  spec_of=lambda runs: runs[0][0])
 
 
+def _comparisons(trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]], out: Path) -> None:
+    """Each task's side-by-side picture of its first seed's rows (:func:`bench.grids.write_comparison`)."""
+    for task in dict.fromkeys(t for _, t in trained):
+        seed = min(s for s, t in trained if t == task)
+        runs = [(spec.row, spec.run_dir(out)) for spec, _ in trained[(seed, task)]]
+        write_comparison(runs, out / comparison_file(task), seed)
+
+
 @RUNNERS.register("train-score")
 class TrainScoreRunner:
     """Train and score every row x task x seed; then the joint metrics of each seed's models."""
@@ -343,4 +351,5 @@ class TrainScoreRunner:
                 trained[(spec.seed, spec.task)].append((spec, checkpoint))
         for fails in _joints(list(trained.values()), out, store, how, opts):
             failed += fails
+        _comparisons(trained, out)
         return ran, skipped, failed

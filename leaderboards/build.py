@@ -412,10 +412,14 @@ def budget_markdown(budget: pd.DataFrame) -> str:
 def _figures(suite: Suite, long: pd.DataFrame, out: Path) -> str:
     """Markdown links to the curves, each row's sample grid (its first seed) and the joint metrics' plots, where
     they exist (in run folders, or where ``bench publish`` copied them)."""
-    from leaderboards.report import joint_curves, sample_grid
+    from leaderboards.report import comparisons, joint_curves, sample_grid
     lines = []
     if len(long) and long["metric"].astype(str).str.match(EPOCH_KEY.pattern).any():
         lines += ["", "## Over training", "", "![curves](curves.png)"]
+    for task, png, columns, seed in comparisons(out, list(suite.suite.tasks)):
+        lines += ["", f"## Side by side: {md_heading(task)} (seed {seed})", "",
+                  f"Columns: {' | '.join(md_text(c) for c in columns)}.", "", f"![{md_text(task, brackets=True)}]"
+                  f"({png.name})"]
     grids = []
     for row in dict.fromkeys(long["row"]) if len(long) else []:
         for task in suite.suite.tasks:

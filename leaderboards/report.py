@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import Suite
+from bench.grids import comparison_captions, comparison_file
 from bench.schema import slug
 from leaderboards.claims import EXPLAINED, budget_table, effect_text, p_text, verdict_text
 from leaderboards.curves import CHECKPOINT_KEY
@@ -38,6 +39,18 @@ def sample_grid(out: Path, row: str, task: str) -> Path | None:
         return found[0]
     published = Path(out) / "samples" / f"{slug(row)}__{task}.png"
     return published if published.is_file() else None
+
+
+def comparisons(out: Path, tasks: list[str]) -> list[tuple[str, Path, list[str], int]]:
+    """(task, picture, column captions, seed) of each task's side-by-side comparison (``comparison-<task>.png``,
+    written by the run and copied by ``bench publish``) where it exists."""
+    found = []
+    for task in tasks:
+        png = Path(out) / comparison_file(task)
+        meta = comparison_captions(png) if png.is_file() else None
+        if meta is not None:
+            found.append((task, png, *meta))
+    return found
 
 
 def joint_curves(out: Path) -> list[tuple[str, Path]]:
@@ -135,6 +148,10 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
                         ("training.png", "Logged losses")):
         if (out / name).is_file():
             parts += [f"<h2>{title}</h2>", _img(out / name, title)]
+    for task, png, columns, seed in comparisons(out, list(s.tasks)):
+        parts += [f"<h2>Side by side: {html.escape(task)} (seed {seed})</h2>",
+                  f"<figure>{_img(png, f'{task}: side by side', 'grid')}<figcaption>columns: "
+                  f"{html.escape(' | '.join(columns))}</figcaption></figure>"]
     grids = []
     for row in dict.fromkeys(long["row"]) if len(long) else []:
         for task in s.tasks:

@@ -1,0 +1,56 @@
+"""The side-by-side comparison: condition | each row's final output | target on the same test inputs, built from
+the runs' saved grid columns alone, with its captions, linked from the leaderboard and copied by publish."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.grids import COLUMNS_FILE, _save_columns, comparison_captions, write_comparison
+
+SIDE, N = 8, 3
+
+
+def _run(tmp: Path, name: str, outputs: list[float], cond: float = 0.1, target: float = 0.9) -> Path:
+    """A run folder whose grid has columns condition | outputs... | target, each a flat grey of the given value."""
+    d = tmp / name
+    d.mkdir()
+    cols = [torch.full((N, 3, SIDE, SIDE), v) for v in [cond, *outputs, target]]
+    _save_columns(cols, True, d / COLUMNS_FILE)
+    return d
+
+
+def _cell(img: np.ndarray, line: int, col: int) -> np.ndarray:
+    """The pixels of one cell of a make_grid picture (padding 2)."""
+    y, x = 2 + line * (SIDE + 2), 2 + col * (SIDE + 2)
+    return img[y:y + SIDE, x:x + SIDE]
+
+
+def test_each_rows_final_output_between_the_condition_and_the_target(tmp_path: Path):
+    runs = [("Concat", _run(tmp_path, "a", [0.3])),
+            ("Fusion", _run(tmp_path, "b", [0.2, 0.5, 0.6])),       # reconstruction | residual | output: the last
+            ("Broken", tmp_path / "missing")]                       # no columns saved: left out
+    png = tmp_path / "comparison-photo2labels.png"
+    assert write_comparison(runs, png, seed=0) == ["condition", "Concat", "Fusion", "target"]
+    assert comparison_captions(png) == (["condition", "Concat", "Fusion", "target"], 0)
+    img = np.asarray(Image.open(png))
+    assert img.shape == (2 + N * (SIDE + 2), 2 + 4 * (SIDE + 2), 3)
+    for line in range(N):
+        for col, value in enumerate([0.1, 0.3, 0.6, 0.9]):
+            assert (_cell(img, line, col) == round(value * 255)).all(), (line, col)
+
+
+def test_no_comparison_from_one_row_or_from_grids_of_another_size(tmp_path: Path):
+    one = [("Concat", _run(tmp_path, "a", [0.3]))]
+    assert write_comparison(one, tmp_path / "c.png", seed=0) is None and not (tmp_path / "c.png").exists()
+    other = tmp_path / "b"
+    other.mkdir()
+    _save_columns([torch.zeros(N, 3, SIDE * 2, SIDE * 2)] * 3, True, other / COLUMNS_FILE)
+    assert write_comparison(one + [("Big", other)], tmp_path / "c.png", seed=0) is None
+    (tmp_path / "d.png").write_bytes(b"")
+    (tmp_path / "d.json").write_text(json.dumps({"columns": "x"}))
+    assert comparison_captions(tmp_path / "d.png") is None          # damaged captions: no section, no error
