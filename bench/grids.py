@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from bench.atomic import write_atomic
 from bench.codecs import labels_to_rgb
 from bench.contracts import FromBatch, FromPrior
 from bench.runspec import RunSpec
@@ -110,9 +111,7 @@ def _save_columns(columns: list[torch.Tensor], has_input: bool, path: Path) -> N
     """The grid's columns as 8-bit RGB (columns, N, 3, H, W): condition (where there is one), outputs, target."""
     from safetensors.torch import save_file
     u8 = (torch.stack(columns) * 255).round().clamp(0, 255).to(torch.uint8).contiguous()
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({"columns": u8}, str(tmp), metadata={"has_input": str(bool(has_input))})
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: save_file({"columns": u8}, str(tmp), metadata={"has_input": str(bool(has_input))}))
 
 
 def _columns(path: Path) -> tuple[torch.Tensor, bool] | None:
@@ -129,19 +128,27 @@ def write_comparison(runs: list[tuple[str, Path]], path: Path, seed: int) -> lis
     """One picture of every row on the same test inputs: condition | each row's final output | target, one input
     per line, from the runs' ``samples.safetensors`` (``runs``: (row, run folder) of ``seed``, in the suite's
     order), with its column captions beside it (``.json``). Returns the captions, or None when fewer than two
-    rows have columns. Reads files only: no model, no plug-in code runs here."""
-    got = [(row, c) for row, d in runs if (d / COLUMNS_FILE).is_file() for c in [_columns(d / COLUMNS_FILE)] if c]
+    rows have columns (an earlier picture at ``path`` is removed: it would show other runs). Reads files only: no
+    model, no plug-in code runs here."""
+    got = []
+    for row, run_dir in runs:
+        found = _columns(run_dir / COLUMNS_FILE) if (run_dir / COLUMNS_FILE).is_file() else None
+        if found is not None:
+            got.append((row, found))
     shapes = {tuple(c.shape[1:]) for _, (c, _) in got}
     if len(got) < 2 or len(shapes) != 1:
         if len(shapes) > 1:
             log.warning("the rows' sample grids differ in shape %s: no comparison drawn at %s", sorted(shapes), path)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
         return None
     first, has_input = got[0][1]
     cols = ([first[0]] if has_input else []) + [c[-2] for _, (c, _) in got] + [first[-1]]
     captions = (["condition"] if has_input else []) + [row for row, _ in got] + ["target"]
     grid = torch.stack(cols, 1).flatten(0, 1).float() / 255                     # line by line
     _save([grid], len(cols), path)
-    path.with_suffix(".json").write_text(json.dumps({"columns": captions, "seed": seed}, indent=1) + "\n")
+    meta = json.dumps({"columns": captions, "seed": seed}, indent=1) + "\n"
+    write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(meta))
     return captions
 
 

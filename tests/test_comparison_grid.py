@@ -46,6 +46,7 @@ def test_each_rows_final_output_between_the_condition_and_the_target(tmp_path: P
 
 def test_no_comparison_from_one_row_or_from_grids_of_another_size(tmp_path: Path):
     one = [("Concat", _run(tmp_path, "a", [0.3]))]
+    (tmp_path / "c.png").write_bytes(b"an earlier run's picture")
     assert write_comparison(one, tmp_path / "c.png", seed=0) is None and not (tmp_path / "c.png").exists()
     other = tmp_path / "b"
     other.mkdir()
