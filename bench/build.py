@@ -77,7 +77,7 @@ def train_context(spec: RunSpec, device: torch.device) -> TrainContext:
     prof = spec.profile_settings
     cuda = device.type == "cuda"
     return TrainContext(device=device, amp=cuda and prof.amp, channels_last=cuda, seed=spec.seed,
-                        image_size=prof.image_size)
+                        image_size=prof.image_size, total_steps=prof.steps)
 
 
 def build_components(cls: type[MethodAdapter], components: Mapping[str, Mapping[str, Any]], options: Any,

@@ -65,6 +65,11 @@ class TrainContext:
     seed: int = 0
     image_size: int = 256             # the run's training / evaluation image side
     steps_per_epoch: int = 0          # training iterations per pass over the data (0: unknown)
+    total_steps: int = 0              # the run's training length in G steps (0: unknown)
+
+    def progress(self, step: int) -> float:
+        """The share of training done at ``step``, in [0, 1] (0 when the length is unknown)."""
+        return min(1.0, max(0.0, step / self.total_steps)) if self.total_steps else 0.0
 
     def epoch(self, iteration: int) -> int:
         """The epoch (from 0) that training iteration ``iteration`` belongs to."""
@@ -168,9 +173,11 @@ class AdvTerms:
     """
 
     def __init__(self, critic: Callable[[torch.Tensor], DOutput], real: torch.Tensor, fake: torch.Tensor,
-                 d_real: DOutput | None = None, d_fake: DOutput | None = None, **extra: Any):
+                 d_real: DOutput | None = None, d_fake: DOutput | None = None,
+                 modules: Mapping[str, nn.Module] | None = None, **extra: Any):
         self.critic, self.real, self.fake = critic, real, fake
         self._d_real, self._d_fake = d_real, d_fake
+        self.modules = dict(modules or {})  # the adapter's networks by slot ("G", "D"): weight regularisers read them
         self.extra = extra                 # adapter-specific inputs (labels, masks) for regularisers
 
     @property
@@ -317,12 +324,44 @@ class AdversarialLoss:
         raise NotImplementedError
 
 
+REGULARIZER_SIDES = ("d", "g", "input")
+
+
 class Regularizer:
-    """A weighted extra term: ``applies_to`` "d" or "g"; ``__call__(terms) -> scalar``."""
+    """What a row's ``regularizers = { name = weight }`` adds to the adversarial step, by ``applies_to``:
+
+    - ``"d"``: a term of D's loss, ``weight * __call__(terms)`` (gradient penalties, R1 / R2);
+    - ``"g"``: a term of G's loss, the same way (feature matching, orthogonal regularisation of G);
+    - ``"input"``: a change of what D sees, ``perturb(v, weight, progress)`` applied to the real and the
+      generated samples before every critic call of D's and G's updates (instance noise); ``progress`` is
+      the share of training done, in [0, 1] (``TrainContext.progress``), for annealed schedules.
+
+    Randomness comes from ``torch`` 's global generator, which the trainer seeds per step. The weighted sum is
+    :class:`bench.adversarial.Regularizers`; :class:`bench.adversarial.AdversarialStep` applies it.
+    """
 
     applies_to: ClassVar[str] = "d"
 
     def __call__(self, t: AdvTerms) -> torch.Tensor:
+        raise NotImplementedError
+
+    def perturb(self, v: torch.Tensor, weight: float, progress: float) -> torch.Tensor:
+        """For ``applies_to == "input"``: what D sees instead of ``v``."""
+        raise NotImplementedError
+
+
+class HistoryBuffer:
+    """A pool of past generated samples that D is shown instead of the newest ones (Shrivastava et al. 2017;
+    CycleGAN's ``ImagePool`` of 50): ``query(batch)`` returns a batch of the same shape. Its state travels in
+    checkpoints (``state_dict`` / ``load_state_dict``) so that resume stays exact."""
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
 

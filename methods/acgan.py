@@ -33,15 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.adversarial import AdversarialStep, adam, descend, frozen
 from bench.contracts import (AdvTerms, ComponentArgs, DOutput, FromPrior, MethodAdapter, SampleRequest, Slot,
                              TrainContext, registry_ref)
 from bench.errors import ConfigError, MetricError
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
-from methods.grad import frozen
-from methods.init import check_options, init_weights
+from bench.nets import check_options, init_weights
 from methods.mixed_batch import MixedBatch, complementary_forward, mixed_forward
-from methods.optim import adam
 
 FAKE_LABELS = ("uniform", "real")
 
@@ -49,6 +48,7 @@ FAKE_LABELS = ("uniform", "real")
 @dataclass
 class ClassGANOptions:
     loss: str = registry_ref("losses", "lsgan", "adversarial loss (the paper: LSGAN)")
+    regularizers: dict[str, float] = registry_ref("regularizers", {}, "name -> weight")
     z_dim: int = 256                 # the authors' code: latent 256 + one-hot 10
     ngf: int = 64
     ndf: int = 64
@@ -119,7 +119,8 @@ class ClassConditionalGAN(MethodAdapter):
         betas = (options.beta1, options.beta2)
         self.optimizers = {"G": adam(self.G.parameters(), lr=options.lr_g, betas=betas),
                            "D": adam(self.D.parameters(), lr=options.lr_d, betas=betas)}
-        self.loss = LOSSES.get(options.loss)()
+        self.adv = AdversarialStep(LOSSES.get(options.loss)(), options.regularizers, ctx, self.modules)
+        self.loss = self.adv.loss
         self.mixed = options.mixed()
 
     # -- the losses of a variant -------------------------------------------------------------------
@@ -132,6 +133,11 @@ class ClassConditionalGAN(MethodAdapter):
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """G's loss from D's outputs on generated samples (``t.d_real`` is computed if read)."""
         raise NotImplementedError
+
+    def regularised_terms(self, t: AdvTerms, y_real: torch.Tensor, y_fake: torch.Tensor) -> AdvTerms:
+        """What the row's regularisers see: D's outputs as the adversarial loss reads them (CA-GAN: the
+        activated class logits)."""
+        return t
 
     def penalty_scores(self, out: DOutput, labels: torch.Tensor) -> torch.Tensor:
         """Per sample, the score whose input gradient ``d_penalty`` penalises: the adversarial logit (the
@@ -162,16 +168,17 @@ class ClassConditionalGAN(MethodAdapter):
                step: int, need_real: bool = True) -> tuple[AdvTerms, torch.Tensor, torch.Tensor]:
         """D's outputs on real and generated samples: separate batches, or mixed ones (returns the terms and
         the labels of the samples they hold, in the terms' order)."""
+        real, fake = self.adv.seen(step, real, fake)
         if self.mixed is None:
             d_real = self._critic(real) if need_real else None
-            return AdvTerms(self._critic, real, fake, d_real, self._critic(fake)), y_real, y_fake
+            return self.adv.terms(self._critic, real, fake, d_real, self._critic(fake)), y_real, y_fake
         share = self.mixed.real_share(self.ctx.epoch(step * self.d_steps_per_g))
         with self.ctx.autocast():
             if self.mixed.batches == 2:
                 d_real, d_fake, _ = complementary_forward(self.D, real, fake, share)
-                return AdvTerms(self._critic, real, fake, d_real, d_fake), y_real, y_fake
+                return self.adv.terms(self._critic, real, fake, d_real, d_fake), y_real, y_fake
             d_real, d_fake, k, m = mixed_forward(self.D, real, fake, share)
-        return AdvTerms(self._critic, real[:k], fake[:m], d_real, d_fake), y_real[:k], y_fake[:m]
+        return self.adv.terms(self._critic, real[:k], fake[:m], d_real, d_fake), y_real[:k], y_fake[:m]
 
     def fake_conditions(self, labels: torch.Tensor, step: int) -> torch.Tensor:
         """G's conditions for a step whose real batch has ``labels`` (``fake_labels``)."""
@@ -194,20 +201,16 @@ class ClassConditionalGAN(MethodAdapter):
         if penalise:
             parts_d["penalty"] = self._penalty(t, yr, yf, real_d, fake_d)
             loss_d = loss_d + self.options.d_penalty * parts_d["penalty"]
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt.step()
-        out = {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v.detach() for k, v in parts_d.items()}}
+        loss_d, regs = self.adv.d_loss(self.regularised_terms(t, yr, yf), base=loss_d)
+        descend(loss_d, self.optimizers["D"])
+        out = {**self.adv.d_logs(loss_d, parts_d), **regs}
         if update_g:
             with frozen(self.D):
                 t, yr, yf = self._terms(real, fake, labels, y_fake, step, need_real=False)
                 loss_g, parts_g = self.g_objective(t, yr, yf)
-                opt = self.optimizers["G"]
-                opt.zero_grad(set_to_none=True)
-                loss_g.backward()
-            opt.step()
-            out.update(loss_G=loss_g.detach(), **{f"loss_G_{k}": v.detach() for k, v in parts_g.items()})
+                loss_g, logs = self.adv.g_loss(self.regularised_terms(t, yr, yf), base=loss_g, parts=parts_g)
+                descend(loss_g, self.optimizers["G"])
+            out.update(logs)
         return out
 
     # -- sampling ----------------------------------------------------------------------------------

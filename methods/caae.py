@@ -49,7 +49,7 @@ from bench.contracts import AdvTerms, ComponentArgs, DOutput, Slot, TrainContext
 from bench.errors import ConfigError
 from bench.tasks import TaskSpec
 from methods.decoupled import DecoupledOptions, EDGAN, EDParGAN
-from methods.init import check_options
+from bench.nets import check_options
 
 
 @dataclass

@@ -30,7 +30,11 @@ class CAGAN(ClassConditionalGAN):
         def critic(v: torch.Tensor) -> DOutput:          # for losses / penalties that query D themselves
             return activated(self._critic(v), y_real[:len(v)])
         d_real = activated(t.d_real, y_real) if real_known else None
-        return AdvTerms(critic, t.real, t.fake, d_real, activated(t.d_fake, y_fake))
+        return self.adv.terms(critic, t.real, t.fake, d_real, activated(t.d_fake, y_fake))
+
+    def regularised_terms(self, t: AdvTerms, y_real: torch.Tensor, y_fake: torch.Tensor) -> AdvTerms:
+        """The activated class logits: the adversarial output of a conditional activation GAN."""
+        return self._activated_terms(t, y_real, y_fake, t.real_known)
 
     def penalty_scores(self, out: DOutput, labels: torch.Tensor) -> torch.Tensor:
         """The activated class logit (the authors' code: sum(label_logits * labels))."""

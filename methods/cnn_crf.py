@@ -35,12 +35,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.adversarial import adam
 from bench.contracts import ComponentArgs, MethodAdapter, Slot, TrainContext
 from bench.errors import ConfigError
 from bench.tasks import TaskSpec
 from methods.crf import DenseCRF, GaussianCRF
-from methods.init import check_options, init_weights
-from methods.optim import adam
+from bench.nets import check_options, init_weights
 
 log = logging.getLogger(__name__)
 

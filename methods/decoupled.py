@@ -20,7 +20,7 @@ Both forms share one training step; a variant conditioned on more than the laten
 
 Defaults follow the authors' code: Adam 2e-4, beta1 0.5, 5x5 kernels, batch norm in ED and D, latent 50,
 weights N(0, 0.02). ``init = "fan-in"`` (He) is for nets without batch norm at widths far below the paper's:
-there N(0, 0.02) leaves the output constant (see :func:`methods.init.init_fan_in`).
+there N(0, 0.02) leaves the output constant (see :func:`bench.nets.init_fan_in`).
 """
 
 from __future__ import annotations
@@ -31,18 +31,18 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from bench.contracts import AdvTerms, ComponentArgs, DOutput, MethodAdapter, Slot, TrainContext, registry_ref
+from bench.adversarial import AdversarialStep, adam, descend, frozen
+from bench.contracts import ComponentArgs, DOutput, MethodAdapter, Slot, TrainContext, registry_ref
 from bench.errors import ConfigError
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
-from methods.grad import frozen
-from methods.init import INITS, NORM_KINDS, check_options, initialise
-from methods.optim import adam
+from bench.nets import INITS, NORM_KINDS, check_options, initialise
 
 
 @dataclass
 class DecoupledOptions:
     loss: str = registry_ref("losses", "vanilla", "a registered adversarial loss")
+    regularizers: dict[str, float] = registry_ref("regularizers", {}, "name -> weight (on the image D)")
     lambda_adv: float = 0.01          # ED+GAN: weight of the adversarial term; ED//GAN: scale of G's loss
     lambda_rec: float = 1.0           # weight of the L1 reconstruction
     z_dim: int = 50
@@ -98,8 +98,9 @@ class EDGAN(MethodAdapter):
     def __init__(self, options: DecoupledOptions, task: TaskSpec, ctx: TrainContext,
                  components: dict[str, nn.Module]):
         super().__init__(options, task, ctx, components)
-        self.loss = LOSSES.get(options.loss)()
         self.modules = dict(components)
+        self.adv = AdversarialStep(LOSSES.get(options.loss)(), options.regularizers, ctx, self.modules)
+        self.loss = self.adv.loss
         betas = (options.beta1, options.beta2)
         self.optimizers = {name: adam(self.parameter_groups()[name], lr=options.lr, betas=betas)
                            for name in self.parameter_groups()}
@@ -141,38 +142,32 @@ class EDGAN(MethodAdapter):
     def d_objective(self, out: dict[str, torch.Tensor], y: torch.Tensor, c: torch.Tensor | None, step: int
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The discriminators' loss (one scalar: their parameters are disjoint) and its logs."""
-        critic, fake = self.critic(c), out["y"].detach()
-        loss_d = self.loss.d_loss(AdvTerms(critic, y, fake, critic(y), critic(fake)))
-        return loss_d, {"loss_D": loss_d.detach()}
+        critic = self.critic(c)
+        y, fake = self.adv.seen(step, y, out["y"].detach())
+        return self.adv.d_loss(self.adv.terms(critic, y, fake, critic(y), critic(fake)))
 
     def g_objective(self, out: dict[str, torch.Tensor], y: torch.Tensor, c: torch.Tensor | None, step: int
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The generator side's loss and its parts (logged as ``loss_G_<part>``)."""
         o, critic = self.options, self.critic(c)
-        adv = self.loss.g_loss(AdvTerms(critic, y, out["y"], None, critic(out["y"])))
         rec = (out["y_rec"].float() - y.float()).abs().mean()
-        return o.lambda_rec * rec + o.lambda_adv * adv, {"gan": adv, "l1": rec}
+        y_seen, fake_seen = self.adv.seen(step, y, out["y"])
+        t = self.adv.terms(critic, y_seen, fake_seen, None, critic(fake_seen))
+        adv = self.loss.g_loss(t)
+        loss, regs = self.adv.regularise("g", t, o.lambda_rec * rec + o.lambda_adv * adv)
+        return loss, {"gan": adv, "l1": rec, **regs}
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
         x, y, c = self.task.x(batch), self.task.y(batch), self.condition(batch)
         with torch.set_grad_enabled(update_g):
             out = self.forward(x, c)
         loss_d, logs = self.d_objective(out, y, c, step)
-        d_opts = [self.optimizers[k] for k in self.d_groups]
-        for opt in d_opts:
-            opt.zero_grad(set_to_none=True)
-        loss_d.backward()
-        for opt in d_opts:
-            opt.step()
+        descend(loss_d, *(self.optimizers[k] for k in self.d_groups))
         if update_g:
             g_opts = [opt for name, opt in self.optimizers.items() if name not in self.d_groups]
             with frozen(*(self.modules[k] for k in self.d_groups)):
                 loss, parts = self.g_objective(out, y, c, step)
-                for opt in g_opts:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-            for opt in g_opts:
-                opt.step()
+                descend(loss, *g_opts)
             logs.update(loss_G=loss.detach(), **{f"loss_G_{k}": v.detach() for k, v in parts.items()})
         return logs
 

@@ -1,8 +1,10 @@
-"""Adversarial losses: ``d_loss(terms)`` and ``g_loss(terms)`` on :class:`bench.contracts.AdvTerms`.
+"""The classic adversarial losses: ``d_loss(terms)`` / ``g_loss(terms)`` on :class:`bench.contracts.AdvTerms`.
 
 A discriminator's output may hold several scales (``DOutput.logits``): the loss is the mean over
-them. Per-scale losses (``d_term`` / ``g_term``) cover the classic family; the relativistic loss
-reads real logits in the generator's loss, which is why losses see both sides.
+them. Per-scale losses (``d_term`` / ``g_term``) cover the classic family here. The other families
+live beside it: :mod:`methods.relativistic` (G's loss reads the real logits too, which is why losses
+see both sides) and :mod:`methods.fdiv_losses` (minimax / reverse KL / KL / symmetrised KL generator
+losses on a BCE-trained D). ``RelativisticAverageLoss`` stays importable from here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.contracts import AdversarialLoss, AdvTerms
+from methods.relativistic import RelativisticAverageLoss
+
+__all__ = ["PerScaleLoss", "VanillaLoss", "LSGANLoss", "HingeLoss", "WassersteinLoss", "RelativisticAverageLoss"]
 
 
 class PerScaleLoss(AdversarialLoss):
@@ -79,31 +84,3 @@ class WassersteinLoss(PerScaleLoss):
 
     def g_term(self, fake: torch.Tensor) -> torch.Tensor:
         return -fake.mean()
-
-
-class RelativisticAverageLoss(AdversarialLoss):
-    """Relativistic average GAN (Jolicoeur-Martineau 2019; ESRGAN's D): each side is judged against the
-    mean logit of the other side, so the generator's loss reads the real logits too::
-
-        D: BCE(C(r) - E[C(f)], 1) + BCE(C(f) - E[C(r)], 0)
-        G: BCE(C(r) - E[C(f)], 0) + BCE(C(f) - E[C(r)], 1)     (real logits detached for G)
-
-    Each of the two terms is halved, as in ESRGAN.
-    """
-
-    name = "ragan"
-
-    @staticmethod
-    def _pair(real: torch.Tensor, fake: torch.Tensor, real_target: float) -> torch.Tensor:
-        rr = real - fake.mean()
-        ff = fake - real.mean()
-        return (F.binary_cross_entropy_with_logits(rr, torch.full_like(rr, real_target))
-                + F.binary_cross_entropy_with_logits(ff, torch.full_like(ff, 1.0 - real_target))) / 2
-
-    def d_loss(self, t: AdvTerms) -> torch.Tensor:
-        r, f = t.d_real.logits, t.d_fake.logits
-        return sum(self._pair(a.float(), b.float(), 1.0) for a, b in zip(r, f)) / len(r)
-
-    def g_loss(self, t: AdvTerms) -> torch.Tensor:
-        r, f = t.d_real.logits, t.d_fake.logits
-        return sum(self._pair(a.detach().float(), b.float(), 0.0) for a, b in zip(r, f)) / len(r)

@@ -4,7 +4,8 @@ G maps the condition x to y; D sees (x, y) pairs and decides real or generated; 
 the adversarial loss plus ``lambda_l1 * |G(x) - y|_1`` plus any regularisers of the row. The
 discriminator is any registered image-conditioned one, which is what makes discriminators
 comparable on fixed G, data and metrics; it may return several scales and intermediate features
-(pix2pixHD's multi-scale D with ``regularizers = { feature-matching = 10.0 }``). Defaults are
+(pix2pixHD's multi-scale D, ``multiscale-patchgan``, with ``regularizers = { feature-matching = 40.0 }``:
+pix2pixHD's lambda_feat 10 times its layer weight 4 / (n_layers + 1), which ``feature-matching`` averages). Defaults are
 pix2pix's (Adam 2e-4, betas (0.5, 0.999), lambda 100, D loss halved); the fusion-paper suites
 override them (betas (0, 0.9), D twice per G step, SN in G).
 """
@@ -17,14 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.contracts import (AdvTerms, ComponentArgs, DOutput, MethodAdapter, Slot, TrainContext,
-                             registry_ref)
+from bench.adversarial import AdversarialStep, adam, descend, frozen
+from bench.contracts import ComponentArgs, DOutput, MethodAdapter, Slot, TrainContext, registry_ref
 from bench.registry import LOSSES
 from bench.tasks import TaskSpec
-from methods.grad import frozen
-from methods.init import check_options, init_weights
-from methods.optim import adam
-from methods.regularizers import Regularizers
+from bench.nets import check_options, init_weights
 
 
 class Pix2Pix(MethodAdapter):
@@ -74,10 +72,11 @@ class Pix2Pix(MethodAdapter):
         super().__init__(options, task, ctx, components)
         o = options
         self.d_steps_per_g = o.d_steps
-        self.loss = LOSSES.get(o.loss)()
-        self.regs = Regularizers(o.regularizers)
         self.G, self.D = components["G"], components["D"]
         self.modules = {"G": self.G, "D": self.D}
+        self.adv = AdversarialStep(LOSSES.get(o.loss)(), o.regularizers, ctx, self.modules,
+                                   d_loss_weight=o.d_loss_weight)
+        self.loss = self.adv.loss
         betas = (o.beta1, o.beta2)
         self.optimizers = {
             "G": adam(self.G.parameters(), lr=o.lr_g, betas=betas),
@@ -90,18 +89,23 @@ class Pix2Pix(MethodAdapter):
                 return DOutput.wrap(self.D(x, v))
         return critic
 
-    def _d_update(self, critic, y: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _d_update(self, critic, y: torch.Tensor, fake: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """One D step on real ``y`` against (detached) ``fake``, regularisers included; its logs."""
-        t = AdvTerms(critic, y, fake, critic(y), critic(fake))
-        loss_d = self.loss.d_loss(t) * self.options.d_loss_weight
-        reg_d, parts_d = self.regs.d(t)
-        if reg_d is not None:
-            loss_d = loss_d + reg_d
-        opt_d = self.optimizers["D"]
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        return {"loss_D": loss_d.detach(), **{f"loss_D_{k}": v for k, v in parts_d.items()}}
+        y, fake = self.adv.seen(step, y, fake)
+        t = self.adv.terms(critic, y, fake, critic(y), critic(fake))
+        loss_d, logs = self.adv.d_loss(t)
+        descend(loss_d, self.optimizers["D"])
+        return logs
+
+    def _g_update(self, critic, y: torch.Tensor, fake: torch.Tensor, step: int, own: torch.Tensor,
+                  parts: dict[str, torch.Tensor], *optimizers: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+        """G's step (D frozen): the row's adversarial loss on ``fake`` plus the adapter's ``own`` terms; its logs."""
+        with frozen(self.D):
+            y_seen, fake_seen = self.adv.seen(step, y, fake)
+            t = self.adv.terms(critic, y_seen, fake_seen, None, critic(fake_seen))
+            loss_g, logs = self.adv.g_loss(t, own, parts=parts)
+            descend(loss_g, *optimizers)
+        return logs
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int, update_g: bool) -> dict[str, torch.Tensor]:
         o, ctx = self.options, self.ctx
@@ -109,22 +113,11 @@ class Pix2Pix(MethodAdapter):
         with torch.set_grad_enabled(update_g), ctx.autocast():
             fake = self.G(x)
         critic = self._critic(x)
-        out = self._d_update(critic, y, fake.detach())
+        out = self._d_update(critic, y, fake.detach(), step)
         if update_g:
-            with frozen(self.D):
-                t = AdvTerms(critic, y, fake, None, critic(fake))
-                loss_gan = self.loss.g_loss(t)
-                loss_l1 = (fake.float() - y.float()).abs().mean()
-                loss_g = loss_gan + o.lambda_l1 * loss_l1
-                reg_g, parts_g = self.regs.g(t)
-                if reg_g is not None:
-                    loss_g = loss_g + reg_g
-                opt_g = self.optimizers["G"]
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-            opt_g.step()
-            out.update(loss_G=loss_g.detach(), loss_G_gan=loss_gan.detach(), loss_G_l1=loss_l1.detach(),
-                       **{f"loss_G_{k}": v for k, v in parts_g.items()})
+            loss_l1 = (fake.float() - y.float()).abs().mean()
+            out.update(self._g_update(critic, y, fake, step, o.lambda_l1 * loss_l1, {"l1": loss_l1},
+                                      self.optimizers["G"]))
         return out
 
     @torch.no_grad()

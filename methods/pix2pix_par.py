@@ -13,10 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.contracts import AdvTerms, ComponentArgs, Slot, TrainContext
+from bench.adversarial import adam
+from bench.contracts import ComponentArgs, Slot, TrainContext
 from bench.tasks import TaskSpec
-from methods.grad import frozen
-from methods.optim import adam
 from methods.pix2pix import Pix2Pix
 
 
@@ -51,23 +50,12 @@ class Pix2PixDecoupled(Pix2Pix):
             out = self.forward(x)
         fake = out["y"]
         critic = self._critic(x)
-        logs = self._d_update(critic, y, fake.detach())
+        logs = self._d_update(critic, y, fake.detach(), step)
         if update_g:
-            with frozen(self.D):
-                t = AdvTerms(critic, y, fake, None, critic(fake))
-                loss_gan = self.loss.g_loss(t)
-                reg_g, parts_g = self.regs.g(t)
-                if reg_g is not None:
-                    loss_gan = loss_gan + reg_g
-                loss_l1 = (out["y_rec"].float() - y.float()).abs().mean()
-                for k in ("G", "G_gan"):
-                    self.optimizers[k].zero_grad(set_to_none=True)
-                loss_g = o.lambda_l1 * loss_l1 + loss_gan
-                loss_g.backward()                               # disjoint graphs: L1 -> G, adversarial -> G_gan
-            for k in ("G", "G_gan"):
-                self.optimizers[k].step()
-            logs.update(loss_G=loss_g.detach(), loss_G_gan=loss_gan.detach(), loss_G_l1=loss_l1.detach(),
-                        **{f"loss_G_{k}": v for k, v in parts_g.items()})
+            # disjoint graphs: L1 -> G, adversarial -> G_gan
+            loss_l1 = (out["y_rec"].float() - y.float()).abs().mean()
+            logs.update(self._g_update(critic, y, fake, step, o.lambda_l1 * loss_l1, {"l1": loss_l1},
+                                       self.optimizers["G"], self.optimizers["G_gan"]))
         return logs
 
     @torch.no_grad()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.adversarial import frozen
 from bench.build import build_method
 from bench.contracts import AdvTerms, FromBatch, TrainContext
 from bench.data.utkface import INFO as UTKFACE
@@ -18,7 +19,6 @@ from bench.errors import ConfigError
 from bench.registry import DISCRIMINATORS, TASKS
 from bench.results import ResultStore
 from methods.caae import total_variation
-from methods.grad import frozen
 from suite_helpers import bench
 from adapter_helpers import touched
 from leaderboards.claims import VERDICTS

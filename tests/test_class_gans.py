@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.adversarial import AdversarialStep
 from bench.contracts import AdvTerms, DOutput, FromPrior, TrainContext
 from bench.data.base import DatasetInfo
 from bench.errors import ConfigError
@@ -26,6 +27,7 @@ def _bare(name: str, **options):
     ad = cls.__new__(cls)
     ad.options = cls.Options(**options)
     ad.loss = LOSSES.get(ad.options.loss)()
+    ad.adv = AdversarialStep(ad.loss, {}, TrainContext(torch.device("cpu")), {})
     ad.D = None
     ad._critic = lambda v: (_ for _ in ()).throw(AssertionError("D must not be called"))
     return ad

@@ -11,7 +11,7 @@ from bench.errors import ConfigError
 from bench.registry import DISCRIMINATORS, GENERATORS
 from methods.discriminators.class_heads import ClassHeadD
 from methods.generators.class_dcgan import ClassDCGAN
-from methods.init import NORM_KINDS, count_parameters
+from bench.nets import NORM_KINDS, count_parameters
 
 Z, K = 16, 10
 

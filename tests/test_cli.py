@@ -16,7 +16,7 @@ def test_list_everything():
 
 def test_list_discriminator_parameter_counts_match_the_modules():
     from bench.registry import DISCRIMINATORS
-    from methods.init import count_parameters
+    from bench.nets import count_parameters
     out = bench("list", "discriminators", check=True).stdout
     for name in DISCRIMINATORS.names():
         if not DISCRIMINATORS.origin(name).startswith("methods."):
@@ -29,7 +29,8 @@ def test_list_discriminator_parameter_counts_match_the_modules():
                 n = count_parameters(factory(3, image_size=256))
             except TypeError:             # a critic on vectors (no image size)
                 n = count_parameters(factory(50))
-        assert f"{n / 1e6:.2f}M params" in out.split(name, 1)[1].splitlines()[0]
+        line = next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
+        assert f"{n / 1e6:.2f}M params" in line
 
 
 def test_data_check_reports_and_exit_codes(data_root, tmp_path):

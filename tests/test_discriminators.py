@@ -13,7 +13,7 @@ from bench.registry import DISCRIMINATORS, build
 from methods.discriminators.fusion4 import FusionTrunk
 from methods.discriminators.patchgan import PatchGAN, patch_map_size
 from methods.discriminators.projection import ProjectionSN
-from methods.init import LINEAR_LAYERS, count_parameters, has_spectral_norm
+from bench.nets import LINEAR_LAYERS, count_parameters, has_spectral_norm
 
 PATCH = ("patchgan", "patchgan-sn", "fusion4-sn", "projection-sn")
 VGG = ("vgg16-concat-sn", "vgg16-fusion-sn")

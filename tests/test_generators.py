@@ -10,7 +10,7 @@ from torch.nn.utils import parametrize
 from bench.errors import ConfigError
 from bench.registry import GENERATORS, build
 from methods.generators.unet import UNetGenerator
-from methods.init import (LINEAR_LAYERS, count_parameters, has_spectral_norm, init_weights,
+from bench.nets import (LINEAR_LAYERS, count_parameters, has_spectral_norm, init_weights,
                           spectral_norm_all)
 
 

@@ -1,4 +1,4 @@
-"""``methods.grad.frozen``: G's step skips D's weight gradients and changes nothing else."""
+"""``bench.adversarial.frozen``: G's step skips D's weight gradients and changes nothing else."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from methods.grad import frozen
+from bench.adversarial import frozen
 
 
 def _nets():

@@ -65,9 +65,17 @@ PLUGIN = textwrap.dedent('''
 ''')
 
 
+def _forget_plugins_after_the_test(monkeypatch) -> None:
+    """Later tests' worker processes re-import every recorded plug-in: one whose folder is gone would fail them."""
+    monkeypatch.setattr(registry, "_PLUGINS", dict(registry._PLUGINS))
+    monkeypatch.setattr(DISCRIMINATORS, "_entries", dict(DISCRIMINATORS._entries))
+    monkeypatch.setattr(DISCRIMINATORS, "_origin", dict(DISCRIMINATORS._origin))
+
+
 def test_plugin_module_registers(tmp_path, monkeypatch):
     (tmp_path / "my_plugin_mod.py").write_text(PLUGIN.format(name="tiny-plugin-d"))
     monkeypatch.syspath_prepend(str(tmp_path))
+    _forget_plugins_after_the_test(monkeypatch)
     registry.load_plugin("my_plugin_mod")
     assert "tiny-plugin-d" in DISCRIMINATORS
     assert DISCRIMINATORS.origin("tiny-plugin-d") == "my_plugin_mod"
@@ -84,6 +92,7 @@ def test_entry_point_plugins_load(tmp_path, monkeypatch):
     ep = EntryPoint(name="tiny", value="ep_plugin_mod", group=registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else [])
     monkeypatch.setitem(registry._state, "entry_points", False)
+    _forget_plugins_after_the_test(monkeypatch)
     assert registry.load_entry_point_plugins() == ["ep_plugin_mod"]
     assert "tiny-ep-d" in DISCRIMINATORS
     sys.modules.pop("ep_plugin_mod", None)

@@ -177,7 +177,7 @@ def _readme_recipe() -> list[list[str]]:
     return [shlex.split(ln) for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-PLANT = '''from methods.init import init_weights
+PLANT = '''from bench.nets import init_weights
 from methods.pix2pix import Pix2Pix
 
 

@@ -11,3 +11,7 @@ DISCRIMINATORS.register("vgg16-fusion-sn", "methods.discriminators.vgg16_fusion:
 DISCRIMINATORS.register("class-heads", "methods.discriminators.class_heads:ClassHeadD")
 DISCRIMINATORS.register("conv-critic", "methods.generators.conv_ae:ConvCritic")
 DISCRIMINATORS.register("mlp-critic", "methods.discriminators.mlp:MLPCritic")
+DISCRIMINATORS.register("patchgan-uncond", "methods.discriminators.unconditional:PatchGANUncond")
+DISCRIMINATORS.register("dcgan", "methods.discriminators.unconditional:DCGANDiscriminator")
+DISCRIMINATORS.register("multiscale-patchgan", "methods.discriminators.multiscale:MultiscalePatchGAN")
+DISCRIMINATORS.register("elu-noisy", "methods.discriminators.elu_noisy:ELUNoisyD")

@@ -14,7 +14,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from methods.generators.class_dcgan import check_class_net_args, conv_block
-from methods.init import init_weights, make_norm
+from bench.nets import init_weights, make_norm
 
 
 class ClassHeadD(nn.Module):

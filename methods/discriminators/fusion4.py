@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from methods.discriminators.patchgan import check_patch_input, patch_strides, patch_widths
-from methods.init import init_weights, make_activation, spectral_norm_all
+from bench.nets import init_weights, make_activation, spectral_norm_all
 
 
 class FusionTrunk(nn.Module):

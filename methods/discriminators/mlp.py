@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.init import init_weights
+from bench.nets import init_weights
 
 NORMS = ("batch", "none")
 

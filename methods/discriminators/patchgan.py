@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.init import init_weights, make_norm, spectral_norm_all
+from bench.nets import init_weights, make_norm, spectral_norm_all
 
 
 def patch_widths(ndf: int, n_layers: int = 3) -> list[int]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from methods.discriminators.patchgan import check_patch_input, patch_strides, patch_widths
-from methods.init import init_weights, make_activation, spectral_norm_all
+from bench.nets import init_weights, make_activation, spectral_norm_all
 
 RESIZE_MODES: tuple[str, ...] = ("area", "bilinear", "nearest")
 

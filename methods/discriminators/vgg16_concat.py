@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.init import init_weights, make_activation, spectral_norm_all
+from bench.nets import init_weights, make_activation, spectral_norm_all
 
 VGG16_CONVS_PER_BLOCK: tuple[int, ...] = (2, 2, 3, 3, 3)
 VGG16_WIDTH_FACTORS: tuple[int, ...] = (1, 2, 4, 8, 8)

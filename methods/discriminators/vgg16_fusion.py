@@ -13,7 +13,7 @@ from torch import nn
 
 from methods.discriminators.fusion4 import FusionTrunk
 from methods.discriminators.vgg16_concat import check_vgg_input, vgg16_stages, vgg16_widths
-from methods.init import init_weights, spectral_norm_all
+from bench.nets import init_weights, spectral_norm_all
 
 
 class VGG16FusionSN(nn.Module):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.init import init_weights, make_norm
+from bench.nets import init_weights, make_norm
 
 
 def check_class_net_args(what: str, image_size: int, **counts: int) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.init import init_weights, make_norm
+from bench.nets import init_weights, make_norm
 
 
 def depth_for(what: str, image_size: int) -> int:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from methods.init import init_weights, make_norm, spectral_norm_all
+from bench.nets import init_weights, make_norm, spectral_norm_all
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """Adam's step on pix2pix's U-Net (54M parameters): torch's per-parameter loop against the fused kernel
-that ``methods.optim.adam`` uses, and a check that both make the same update."""
+that ``bench.adversarial.adam`` uses, and a check that both make the same update."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from bench.adversarial import adam
 from methods.generators.unet import UNetGenerator
-from methods.optim import adam
 
 
 def _net(size: int = 256, ngf: int = 64) -> torch.nn.Module:

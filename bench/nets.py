@@ -1,4 +1,5 @@
-"""Weight initialisation, spectral normalisation and parameter counting for the building blocks.
+"""Weight initialisation, spectral normalisation and parameter counting for the building blocks: public helpers
+that built-in and plug-in networks and adapters rely on (with :mod:`bench.adversarial` 's ``adam`` and ``frozen``).
 
 The conventions of the field (pix2pix, DCGAN, the fusion-discriminator paper, papers.md A):
 
