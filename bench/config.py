@@ -53,6 +53,10 @@ class SuiteSection:
     substitute: str = doc("What stands in for the paper's data or protocol, so that its published values are "
                           "not what this suite measures (e.g. `\"MNIST 32x32 for UTKFace 128x128\"`); \"\" = the "
                           "paper's own. Smaller budgets are not substitutes: the status page shows them.", "")
+    training_scalars: list[str] = doc("Logged training scalars drawn over steps in `training.png`, one panel per "
+                                      "task and scalar, one line per row (seeds' mean and range): e.g. the "
+                                      "new-losses paper's Figure 1 is `[\"loss_D\", \"kl\"]`.",
+                                      factory=lambda: ["loss_D", "loss_G"])
     paper_budget: str = doc("The paper's training budget in words, with its source and what is not published.",
                             "")
     paper_steps: int | None = doc("The paper's generator steps (epochs x iterations per epoch); none = not "

@@ -380,7 +380,8 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     _draw(lambda p: plot_curves(long, p, f"{title} ({profile}): over training"), out / "curves.png")
     _draw(lambda p: plot(long, p, f"{title} ({profile})"), out / "leaderboard.png")
     _draw(lambda p: plot_training(out, [r.name for r in suite.rows], suite.suite.tasks, p,
-                                  f"{title} ({profile}): logged losses"), out / "training.png")
+                                  f"{title} ({profile}): logged over training",
+                                  tuple(suite.suite.training_scalars)), out / "training.png")
     md = out / "leaderboard.md"
     claims = claim_table(suite, long, higher, records, ranges(suite, long))
     budget = claims_by_budget(suite, long, higher, records, profile, ranges(suite, long))

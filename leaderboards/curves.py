@@ -71,8 +71,8 @@ def finish_figure(fig, axes, used: int, title: str, path: Path) -> Path:
 
 def plot_training(out: Path, rows: list[str], tasks: list[str], path: Path, title: str,
                   keys: tuple[str, ...] = ("loss_D", "loss_G")) -> Path | None:
-    """The logged losses (each run's ``scalars.csv``) per row, averaged over its seeds, one panel per
-    (task, loss)."""
+    """The logged scalars ``keys`` (each run's ``scalars.csv``) per row, the mean over its seeds with their range
+    as a band, one panel per (task, scalar)."""
     from bench.schema import slug
     frames = []
     for row in rows:
@@ -94,8 +94,11 @@ def plot_training(out: Path, rows: list[str], tasks: list[str], path: Path, titl
     for ax, (task, key) in zip(axes.flat, panels):
         g = df[(df["task"] == task) & (df["key"] == key)]
         for row, h in g.groupby("row", sort=False):
-            m = h.groupby("step")["value"].mean()
-            ax.plot(m.index, m.values, lw=1, label=row)
+            by = h.groupby("step")["value"]
+            m, lo, hi = by.mean(), by.min(), by.max()
+            (line,) = ax.plot(m.index, m.values, lw=1, label=row)
+            if by.size().max() > 1:
+                ax.fill_between(m.index, lo.values, hi.values, color=line.get_color(), alpha=0.15, lw=0)
         ax.set_title(f"{task}: {key}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.legend(fontsize=6)

@@ -67,3 +67,18 @@ def test_long_frame_round_trips_through_csv(tmp_path):
     back = pd.read_csv(tmp_path / "l.csv", keep_default_na=False, na_values=[""])
     cols = ["row", "mean", "ci_low", "ci_high"]
     pd.testing.assert_frame_equal(back[cols], long[cols])
+
+
+def test_training_plot_draws_the_suites_scalars_with_the_seeds_band(tmp_path):
+    """``training_scalars`` picks what ``training.png`` draws (the new-losses paper's Figure 1: D's loss and the
+    latent KL); a scalar no run logged draws nothing rather than an empty panel."""
+    from leaderboards.curves import plot_training
+    for seed, shift in ((0, 0.0), (1, 1.0)):
+        d = tmp_path / "runs" / "vaegan" / f"seed{seed}" / "digits"
+        d.mkdir(parents=True)
+        pd.DataFrame({"step": [10, 20, 30], "loss_D": [1.0 + shift, 0.8, 0.7], "kl": [5.0, 4.0, 3.0 + shift]}) \
+            .to_csv(d / "scalars.csv", index=False)
+    out = plot_training(tmp_path, ["VAEGAN"], ["digits"], tmp_path / "training.png", "t", ("loss_D", "kl"))
+    assert out is not None and (tmp_path / "training.png").stat().st_size > 1000
+    assert plot_training(tmp_path, ["VAEGAN"], ["digits"], tmp_path / "none.png", "t", ("loss_G",)) is None
+    assert not (tmp_path / "none.png").exists()
