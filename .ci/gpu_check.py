@@ -21,9 +21,11 @@ skipped with that reason, one that fails is recorded and the next one runs):
 ``confusion``    the segmentation confusion matrix in Gpx/s.
 ``fusion_row``   one fusion-table row (fusion-table1, "4-Layer Fusion + SN") at the ``gpu-check`` profile.
 ``compile``      the pix2pix step again with ``torch.compile`` (ours and the reference), batch 8.
-``short``        a suite's short profile with the time that is left (default: cagan-vs-acgan, 1 seed, its rows
-                 in ``--short-jobs`` worker processes at once: one small run leaves the GPU idle between kernel
-                 launches); a run cut short keeps what it finished (``bench run --resume`` continues it).
+``short``        a suite's short profile with the time that is left (default: fusion-table2's central claim, the
+                 rows 4-Layer Concat, Concat + SN and Fusion + SN, 1 seed, in ``--short-jobs`` worker processes at
+                 once: one small run leaves the GPU idle between kernel launches; ``--short-rows all`` for every
+                 row) on the carried Cityscapes subset; a run cut short keeps what it finished (``bench run
+                 --resume`` continues it on the full data).
 
 Writes ``gpu_check.json`` (everything), ``gpu_check.md`` (the summary) and ``gpu_check.log`` to ``--out``
 after every section, and ``runs.tar.gz`` (the bench runs' leaderboards and curves, no checkpoints).
@@ -466,9 +468,14 @@ def section_fusion_row(check: Check, dev: Any, work: Path) -> dict[str, Any]:
     return res
 
 
-def section_short(check: Check, dev: Any, work: Path, suite: str, jobs: int = 3) -> dict[str, Any]:
+SHORT_ROWS = "4-Layer Concat,4-Layer Concat + SN,4-Layer Fusion + SN"
+
+
+def section_short(check: Check, dev: Any, work: Path, suite: str, jobs: int = 3, rows: str = SHORT_ROWS
+                  ) -> dict[str, Any]:
     profile, jobs = ("smoke", 1) if check.dry else ("short", jobs)
-    return bench_run(check, [suite, "--profile", profile, "--seeds", "1", "--jobs", str(jobs),
+    picked = [] if rows == "all" else ["--rows", rows]
+    return bench_run(check, [suite, "--profile", profile, "--seeds", "1", "--jobs", str(jobs), *picked,
                              "--device", str(dev.type)], work / suite, timeout=max(10, check.left() - 10))
 
 
@@ -536,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry", action="store_true", help="on the CPU at toy sizes, without the CUDA-only parts")
     ap.add_argument("--ref", help=f"pytorch-CycleGAN-and-pix2pix checkout (default: ${REF_ENV})")
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of: " + ", ".join(SECTIONS))
-    ap.add_argument("--short-suite", default="cagan-vs-acgan", help="the suite whose short profile ends the check")
+    ap.add_argument("--short-suite", default="fusion-table2", help="the suite whose short profile ends the check")
+    ap.add_argument("--short-rows", default=SHORT_ROWS,
+                    help="its rows, comma-separated (default: fusion-table2's central claim), or 'all'")
     ap.add_argument("--short-jobs", type=int, default=3, help="runs of the short profile at once (bench run --jobs)")
     a = ap.parse_args(argv)
     wanted = [x.strip() for x in a.sections.split(",") if x.strip()]
@@ -562,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         "confusion": (lambda: section_confusion(check, dev), 2),
         "fusion_row": (lambda: section_fusion_row(check, dev, work), 60),
         "compile": (lambda: section_step(check, dev, a.ref, compiled=True), 120),
-        "short": (lambda: section_short(check, dev, work, a.short_suite, a.short_jobs), 30),
+        "short": (lambda: section_short(check, dev, work, a.short_suite, a.short_jobs, a.short_rows), 30),
     }
     for name in SECTIONS:
         if name in wanted:

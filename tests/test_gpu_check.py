@@ -169,3 +169,16 @@ def test_a_failing_section_is_recorded_and_the_rest_runs(tmp_path: Path) -> None
     assert rep["step"]["status"] == "error" and "needs util.visualizer" in rep["step"]["error"]
     assert rep["confusion"]["status"] == "ok"
     assert "Traceback" in (out / "gpu_check.log").read_text()
+
+
+def test_the_short_section_runs_fusion_table2s_central_claim(tmp_path: Path, data_root) -> None:
+    """Issue 23: a lent GPU ends its check on fusion-table2's short profile, the central claim's three rows (the
+    dry run: their smoke profile on the CPU)."""
+    out = tmp_path / "o"
+    r = _run(out, "--sections", "short", "--budget", "600", env={"BENCH_DATA_ROOT": str(data_root)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    short = json.loads((out / "gpu_check.json").read_text())["sections"]["short"]
+    assert short["status"] == "ok", short
+    assert short["command"].startswith("bench run fusion-table2 --profile smoke --seeds 1")
+    assert {rec["row"] for rec in short["leaderboard"]} == {"4-Layer Concat", "4-Layer Concat + SN",
+                                                              "4-Layer Fusion + SN"}
