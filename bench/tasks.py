@@ -233,3 +233,9 @@ TASKS.register("autoencode-digits", TaskSpec(
 TASKS.register("points", TaskSpec(
     "points", inputs={}, targets={"y": Field("points", "points", 2)}, default_metrics=(), pairing="none",
     description="samples of a distribution of points, from the prior (the NRDS toy's sample sets)"))
+TASKS.register("digits", TaskSpec(
+    "digits", inputs={}, targets={"y": Field("image", "image", 1)}, default_metrics=("fid",), pairing="none",
+    description="grey digit images sampled from the prior, no class condition (the new-losses paper on MNIST)"))
+TASKS.register("photos", TaskSpec(
+    "photos", inputs={}, targets={"y": Field("photo", "image", 3)}, default_metrics=("fid",), pairing="none",
+    description="colour photos sampled from the prior, no condition (facades / Cityscapes photos; CelebA faces)"))

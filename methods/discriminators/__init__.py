@@ -15,3 +15,4 @@ DISCRIMINATORS.register("patchgan-uncond", "methods.discriminators.unconditional
 DISCRIMINATORS.register("dcgan", "methods.discriminators.unconditional:DCGANDiscriminator")
 DISCRIMINATORS.register("multiscale-patchgan", "methods.discriminators.multiscale:MultiscalePatchGAN")
 DISCRIMINATORS.register("elu-noisy", "methods.discriminators.elu_noisy:ELUNoisyD")
+DISCRIMINATORS.register("elu-joint", "methods.discriminators.joint:ELUJointD")

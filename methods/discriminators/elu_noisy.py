@@ -76,9 +76,10 @@ class ELUNoisyD(nn.Module):
         self.image_size = image_size
         initialise(self, weight_init)
 
-    def forward(self, y: torch.Tensor) -> DOutput:
+    def trunk(self, y: torch.Tensor, name: str = "elu-noisy") -> list[torch.Tensor]:
+        """Every conv block's output on ``y`` (the noise added at the second block's input in training)."""
         if tuple(y.shape[-2:]) != (self.image_size, self.image_size):
-            raise ValueError(f"elu-noisy was built for {self.image_size}x{self.image_size} images, got "
+            raise ValueError(f"{name} was built for {self.image_size}x{self.image_size} images, got "
                              f"{tuple(y.shape[-2:])}; build it with image_size={y.shape[-1]}")
         feats = []
         v = y
@@ -87,4 +88,8 @@ class ELUNoisyD(nn.Module):
                 v = self.noise(v)
             v = block(v)
             feats.append(v)
-        return DOutput([self.head(v.flatten(1)).squeeze(1)], [feats])
+        return feats
+
+    def forward(self, y: torch.Tensor) -> DOutput:
+        feats = self.trunk(y)
+        return DOutput([self.head(feats[-1].flatten(1)).squeeze(1)], [feats])

@@ -6,3 +6,4 @@ GENERATORS.register("unet", "methods.generators.unet:UNetGenerator")
 GENERATORS.register("class-dcgan", "methods.generators.class_dcgan:ClassDCGAN")
 GENERATORS.register("conv-encoder", "methods.generators.conv_ae:ConvEncoder")
 GENERATORS.register("conv-decoder", "methods.generators.conv_ae:ConvDecoder")
+GENERATORS.register("elu-gauss-encoder", "methods.newlosses:GaussianEncoder")   # the new-losses paper's encoder
