@@ -26,7 +26,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from bench.config import Suite
+from bench.config import LADDER_MARK, Suite, ladder_profile, parse_ladder
+from bench.errors import ConfigError
 from leaderboards.claims import budget_cell
 from bench.escape import md_code, md_text
 
@@ -118,9 +119,21 @@ def _pct(share: float) -> str:
     return f"{v:.1f}%" if v >= 0.1 else f"{v:.2g}%"
 
 
+def _profile(suite: Suite, profile: str):
+    """The suite's profile by name; a budget ladder (``cpu@x0.33-0.67-1``) as it trained: its base profile at the
+    largest rung's steps."""
+    if profile in suite.profiles or LADDER_MARK not in profile:
+        return suite.profiles.get(profile)
+    try:
+        base, rungs = parse_ladder(profile)
+    except ConfigError:
+        return None
+    return ladder_profile(suite.profiles[base], rungs) if base in suite.profiles else None
+
+
 def budget_share(suite: Suite, profile: str, detail: bool = False) -> str:
     """The budget of ``profile`` as a share of the paper's: steps x batch, and the image side."""
-    s, prof = suite.suite, suite.profiles.get(profile)
+    s, prof = suite.suite, _profile(suite, profile)
     if prof is None:
         return f"profile '{profile}' is not in the suite file: budget unknown"
     if prof.steps == 0:

@@ -169,6 +169,10 @@ def test_the_committed_suites_say_which_paper_table_they_reproduce():
     assert budget_share(full["cagan-vs-acgan"], "cpu") == "4.0% of the paper's steps x batch, 28 px vs 28 px"
     # 10 of pix2pix's 200 epochs of 400 facades at batch 1, at a quarter of the side
     assert budget_share(full["decoupled-table4"], "cpu") == "5.0% of the paper's steps x batch, 64 px vs 256 px"
+    # a budget ladder published alone: its base profile at the largest rung
+    assert budget_share(full["decoupled-table4"], "cpu@x0.5-1-2") == \
+        "10.0% of the paper's steps x batch, 64 px vs 256 px"
+    assert "budget unknown" in budget_share(full["decoupled-table4"], "nosuch@x1-2")
     assert suites["quickstart"].paper == "" and suites["nrds-toy"].paper_items == []
     assert suites["decoupled-table2-mnist"].substitute and suites["decoupled-table2-mnist"].paper_items == ["Table 2"]
     assert suites["decoupled-table2"].substitute == "" and suites["cagan-vs-acgan"].paper_items == ["Fig. 14"]
