@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -62,7 +63,8 @@ def finish_figure(fig, axes, used: int, title: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
     for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    fig.suptitle(title, fontsize=10)
+    width = fig.get_size_inches()[0]
+    fig.suptitle(textwrap.fill(title, max(40, int(width * 14))), fontsize=10)   # ~14 characters an inch at 10 pt
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -91,14 +93,15 @@ def plot_training(out: Path, rows: list[str], tasks: list[str], path: Path, titl
     df = pd.concat(frames)
     panels = list(dict.fromkeys(zip(df["task"], df["key"])))
     fig, axes = panel_grid(len(panels), 3.2)
+    colour = {row: f"C{i % 10}" for i, row in enumerate(rows)}      # a row keeps its colour in every panel
     for ax, (task, key) in zip(axes.flat, panels):
         g = df[(df["task"] == task) & (df["key"] == key)]
         for row, h in g.groupby("row", sort=False):
             by = h.groupby("step")["value"]
             m, lo, hi = by.mean(), by.min(), by.max()
-            (line,) = ax.plot(m.index, m.values, lw=1, label=row)
+            ax.plot(m.index, m.values, lw=1, label=row, color=colour[row])
             if by.size().max() > 1:
-                ax.fill_between(m.index, lo.values, hi.values, color=line.get_color(), alpha=0.15, lw=0)
+                ax.fill_between(m.index, lo.values, hi.values, color=colour[row], alpha=0.15, lw=0)
         ax.set_title(f"{task}: {key}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.legend(fontsize=6)
