@@ -88,7 +88,14 @@ def write_samples(spec: RunSpec, checkpoint: Path, path: Path, *, device: torch.
             labels = torch.arange(k).repeat(rows) if classes else None
             req = FromPrior(rows * k, labels, GRID_SEED, torch.arange(rows).repeat_interleave(k))
             img = to_rgb(task, "y", adapter.sample(req)["y"])
-            return _save([img], k, path) if img is not None else None
+            if img is None:
+                return None
+            real = next(iter(torch.utils.data.DataLoader(data, batch_size=rows)))
+            real = to_rgb(task, "y", task.y({k_: v for k_, v in real.items() if isinstance(v, torch.Tensor)}))
+            n = min(rows, len(img), len(real) if real is not None else 0)
+            if n:   # for the comparison: the first latent's classes (or the first samples) beside real test images
+                _save_columns([img[:n].cpu(), real[:n].cpu()], False, path.with_name(COLUMNS_FILE))
+            return _save([img], k, path)
         batch = next(iter(torch.utils.data.DataLoader(data, batch_size=rows)))
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         outs = adapter.sample(FromBatch(batch))
@@ -126,7 +133,7 @@ def _columns(path: Path) -> tuple[torch.Tensor, bool] | None:
 
 def write_comparison(runs: list[tuple[str, Path]], path: Path, seed: int) -> list[str] | None:
     """One picture of every row on the same test inputs: condition | each row's final output | target, one input
-    per line, from the runs' ``samples.safetensors`` (``runs``: (row, run folder) of ``seed``, in the suite's
+    per line (for models sampled from the prior: each row's samples from the same latents | real test images), from the runs' ``samples.safetensors`` (``runs``: (row, run folder) of ``seed``, in the suite's
     order), with its column captions beside it (``.json``). Returns the captions, or None when fewer than two
     rows have columns (an earlier picture at ``path`` is removed: it would show other runs). Reads files only: no
     model, no plug-in code runs here."""
@@ -144,7 +151,8 @@ def write_comparison(runs: list[tuple[str, Path]], path: Path, seed: int) -> lis
         return None
     first, has_input = got[0][1]
     cols = ([first[0]] if has_input else []) + [c[-2] for _, (c, _) in got] + [first[-1]]
-    captions = (["condition"] if has_input else []) + [row for row, _ in got] + ["target"]
+    # without a condition the models sample from the prior: the last column is real test images, not targets
+    captions = (["condition"] if has_input else []) + [row for row, _ in got] + ["target" if has_input else "real"]
     grid = torch.stack(cols, 1).flatten(0, 1).float() / 255                     # line by line
     _save([grid], len(cols), path)
     meta = json.dumps({"columns": captions, "seed": seed}, indent=1) + "\n"

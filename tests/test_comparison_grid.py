@@ -55,3 +55,20 @@ def test_no_comparison_from_one_row_or_from_grids_of_another_size(tmp_path: Path
     (tmp_path / "d.png").write_bytes(b"")
     (tmp_path / "d.json").write_text(json.dumps({"columns": "x"}))
     assert comparison_captions(tmp_path / "d.png") is None          # damaged captions: no section, no error
+
+
+def test_models_sampled_from_the_prior_sit_beside_real_images(tmp_path: Path):
+    """Without a condition (the new-losses models, AC-GAN) a run saves its samples from the grid's latents and real
+    test images: the comparison puts each row's samples side by side and ends with a column captioned "real"."""
+    runs = []
+    for name, v in (("GAN", 0.3), ("VAE", 0.6)):
+        d = tmp_path / name
+        d.mkdir()
+        _save_columns([torch.full((N, 3, SIDE, SIDE), v), torch.full((N, 3, SIDE, SIDE), 0.9)], False,
+                      d / COLUMNS_FILE)
+        runs.append((name, d))
+    png = tmp_path / "comparison-digits.png"
+    assert write_comparison(runs, png, seed=0) == ["GAN", "VAE", "real"]
+    img = np.asarray(Image.open(png)).astype(float) / 255
+    for col, v in enumerate((0.3, 0.6, 0.9)):
+        assert abs(_cell(img, 0, col).mean() - v) < 0.01
