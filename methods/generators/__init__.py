@@ -7,3 +7,5 @@ GENERATORS.register("class-dcgan", "methods.generators.class_dcgan:ClassDCGAN")
 GENERATORS.register("conv-encoder", "methods.generators.conv_ae:ConvEncoder")
 GENERATORS.register("conv-decoder", "methods.generators.conv_ae:ConvDecoder")
 GENERATORS.register("elu-gauss-encoder", "methods.newlosses:GaussianEncoder")   # the new-losses paper's encoder
+GENERATORS.register("resnet", "methods.generators.resnet:ResnetGenerator")
+GENERATORS.register("context-encoder", "methods.generators.context_encoder:ContextEncoderGenerator")
