@@ -8,26 +8,10 @@ import pandas as pd
 import pytest
 
 from bench.config import load_suite
-from bench.registry import DISCRIMINATORS, LOSSES, REGULARIZERS, SUITES
+from bench.registry import LOSSES, REGULARIZERS, SUITES
 from leaderboards.claims import VERDICTS
+from adapter_helpers import image_conditioned_discriminators
 from suite_helpers import assert_scored, bench
-
-
-def _image_conditioned() -> set[str]:
-    """The registered discriminators pix2pix can take (forward(x, y)), checked as the suite validator does."""
-    from bench.validate import check_component_options
-    from methods.pix2pix import Pix2Pix
-    out = set()
-    for name in DISCRIMINATORS.names():
-        if not DISCRIMINATORS.origin(name).startswith("methods."):
-            continue                                 # registered in this process by another test
-        try:
-            check_component_options(DISCRIMINATORS.get(name), Pix2Pix.slots["D"], {}, where="", component=name,
-                                    method="pix2pix")
-        except Exception:  # noqa: BLE001 - another kind of discriminator (unconditional, class heads, vectors)
-            continue
-        out.add(name)
-    return out
 
 
 def _rows(name: str):
@@ -36,8 +20,7 @@ def _rows(name: str):
 
 def test_the_discriminator_zoo_has_every_image_conditioned_discriminator():
     named = {r.discriminator for r in _rows("discriminator-zoo")}
-    # elu-joint's forward(y, z) has pix2pix's arity but judges (image, latent) pairs (SDKL), not (x, y) images
-    wanted = _image_conditioned() - {"elu-joint"}
+    wanted = set(image_conditioned_discriminators())
     assert wanted <= named, f"add a row for {sorted(wanted - named)}"
     assert {"patchgan-uncond", "dcgan", "elu-noisy"}.isdisjoint(named)     # they take the image alone
 

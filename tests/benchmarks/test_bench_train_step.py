@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from adapter_helpers import image_conditioned_discriminators
 from bench.data.base import DatasetInfo
 from bench.build import build_method
-from bench.registry import DISCRIMINATORS, METHODS, TASKS
+from bench.registry import METHODS, TASKS
 from methods.base import TrainContext
 
 INFO = DatasetInfo(name="bench", tasks=("labels2photo",), num_classes=8,
@@ -47,23 +48,8 @@ def test_quickstart_pair_step_256(benchmark, disc):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-def _image_conditioned() -> list[str]:
-    """The discriminators pix2pix can take (forward(x, y)), checked as the suite validator does."""
-    from bench.validate import check_component_options
-    from methods.pix2pix import Pix2Pix
-    out = []
-    for name in DISCRIMINATORS.names():
-        try:
-            check_component_options(DISCRIMINATORS.get(name), Pix2Pix.slots["D"], {}, where="", component=name,
-                                    method="pix2pix")
-            out.append(name)
-        except Exception:  # noqa: BLE001 - another kind of discriminator (e.g. class-conditional)
-            pass
-    return out
-
-
 @pytest.mark.parametrize("batch", [1, 8])
-@pytest.mark.parametrize("disc", _image_conditioned())
+@pytest.mark.parametrize("disc", image_conditioned_discriminators(builtin_only=False))
 def test_every_discriminator_step_256(benchmark, disc, batch):
     if batch > 1 and benchmark.disabled:
         pytest.skip("batch 8 is only timed (--benchmark-enable): as a plain test it runs batch 1's code at 8x the cost")
