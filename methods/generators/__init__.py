@@ -9,3 +9,6 @@ GENERATORS.register("conv-decoder", "methods.generators.conv_ae:ConvDecoder")
 GENERATORS.register("elu-gauss-encoder", "methods.newlosses:GaussianEncoder")   # the new-losses paper's encoder
 GENERATORS.register("resnet", "methods.generators.resnet:ResnetGenerator")
 GENERATORS.register("context-encoder", "methods.generators.context_encoder:ContextEncoderGenerator")
+GENERATORS.register("pix2pixhd-global", "methods.generators.pix2pixhd:Pix2PixHDGlobalGenerator")
+GENERATORS.register("pix2pixhd", "methods.generators.pix2pixhd:Pix2PixHDGenerator")
+GENERATORS.register("spade", "methods.generators.spade:SPADEGenerator")
