@@ -76,24 +76,26 @@ class TaskSpec:
             raise ConfigError(f"task '{self.name}' has no field '{name}'; fields: {', '.join(self.fields)}")
         return f
 
+    def reads(self, f: Field) -> set[str]:
+        """The batch keys field ``f`` is read from (a labels field in logits space reads the class ids)."""
+        if f.kind == "noise":
+            return set()
+        if f.kind == "mask" and f.derive:
+            return {"index"}
+        if f.kind == "labels" and self.label_output == "logits":
+            return {codecs.LABEL_IDS_KEY}
+        return {f.key}
+
     def requires(self) -> set[str]:
         """The batch keys a dataset must provide for this task."""
-        keys = set()
-        for f in self.fields.values():
-            if f.kind == "noise" or (f.kind == "mask" and f.derive):
-                keys |= {"index"} if f.kind == "mask" else set()
-                continue
-            if f.kind == "labels" and self.label_output == "logits":
-                keys.add(codecs.LABEL_IDS_KEY)
-                continue
-            keys.add(f.key)
-        return keys
+        return set().union(*(self.reads(f) for f in self.fields.values()))
 
     def stream_b_keys(self) -> set[str]:
-        """Batch keys drawn from the second, independent stream (unpaired training only)."""
+        """Batch keys drawn from the second, independent stream (unpaired training only): what the stream-b fields
+        read, so that a label map read as class ids comes from the second stream too."""
         if self.pairing != "unpaired":
             return set()
-        return {f.key for f in self.fields.values() if f.stream == "b" and f.kind not in ("noise",)}
+        return set().union(*(self.reads(f) for f in self.fields.values() if f.stream == "b"))
 
     def channels(self, name: str) -> int:
         f = self.field(name)

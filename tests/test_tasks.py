@@ -73,3 +73,14 @@ def test_task_spec_rejects_malformed_fields():
         TaskSpec("t", inputs={"y": Field("a", "image")}, targets={"y": Field("b", "image")})
     with pytest.raises(ConfigError, match="pairing"):
         TaskSpec("t", inputs={}, targets={"y": Field("b", "image")}, pairing="sometimes")
+
+
+def test_an_unpaired_label_map_read_as_class_ids_comes_from_the_second_stream():
+    """With ``label_output = "logits"`` the target is read from the class ids, not the colour map: the second,
+    independent stream must serve those, or CycleGAN would train on the first stream's pairs."""
+    info = DatasetInfo(name="d", tasks=(), num_classes=3, provides=("photo", "label_rgb", "label"))
+    t = TASKS.get("photo2labels-unpaired").bind(info, label_output="logits")
+    assert t.stream_b_keys() == {"label"} and "label" in t.requires()
+    assert TASKS.get("photo2labels-unpaired").bind(info).stream_b_keys() == {"label_rgb"}
+    assert TASKS.get("inpaint-center").bind(DatasetInfo(name="f", tasks=(), provides=("photo", "index"))) \
+        .requires() == {"photo", "index"}
