@@ -41,11 +41,12 @@ NORM_LAYERS: tuple[type[nn.Module], ...] = (
 )
 
 
-def _raw_weight(module: nn.Module) -> torch.Tensor | None:
-    """The stored weight tensor: the parametrisation's ``original`` when one is registered."""
+def raw_weight(module: nn.Module) -> torch.Tensor | None:
+    """The trained weight tensor: the parametrisation's ``original`` when one is registered (the hook-based
+    ``torch.nn.utils.spectral_norm`` 's ``weight_orig``), else ``weight``."""
     if parametrize.is_parametrized(module, "weight"):
         return module.parametrizations.weight.original
-    return getattr(module, "weight", None)
+    return getattr(module, "weight_orig", getattr(module, "weight", None))
 
 
 @torch.no_grad()
@@ -57,7 +58,7 @@ def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
     """
     for m in module.modules():
         if isinstance(m, LINEAR_LAYERS):
-            w = _raw_weight(m)
+            w = raw_weight(m)
             if w is not None:
                 nn.init.normal_(w, 0.0, std)
             if getattr(m, "bias", None) is not None:
@@ -78,7 +79,7 @@ def init_fan_in(module: nn.Module) -> nn.Module:
     by ``0.02^2 * fan_in`` per layer (a 3-layer encoder-decoder at width 16 outputs one image, ~1e-6 apart)."""
     for m in module.modules():
         if isinstance(m, LINEAR_LAYERS):
-            w = _raw_weight(m)
+            w = raw_weight(m)
             if w is not None:
                 nn.init.kaiming_normal_(w, a=0.0, mode="fan_in", nonlinearity="relu")
             if getattr(m, "bias", None) is not None:

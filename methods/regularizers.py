@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bench.contracts import AdvTerms, Regularizer
-from bench.nets import LINEAR_LAYERS
+from bench.nets import LINEAR_LAYERS, raw_weight
 
 
 def _scalar_logits(out: Any) -> torch.Tensor:
@@ -77,13 +77,6 @@ class R2Penalty(Regularizer):
         return _grad_norm_sq(t.critic(fake), fake).mean() / 2
 
 
-def _raw_weight(m: nn.Module) -> torch.Tensor:
-    """The trained parameter behind ``m.weight`` (the one before spectral norm, where there is one)."""
-    if hasattr(m, "parametrizations") and "weight" in m.parametrizations:
-        return m.parametrizations.weight.original
-    return getattr(m, "weight_orig", m.weight)
-
-
 def off_diagonal_gram(w: torch.Tensor) -> torch.Tensor:
     """||W W^T * (1 - I)||_F^2 for ``w`` reshaped to (shape[0], rest): how far its rows are from orthogonal."""
     m = w.float().reshape(w.shape[0], -1)
@@ -93,7 +86,7 @@ def off_diagonal_gram(w: torch.Tensor) -> torch.Tensor:
 
 def orthogonality(module: nn.Module) -> torch.Tensor:
     """The sum of :func:`off_diagonal_gram` over the conv / linear weights of ``module``."""
-    weights = [_raw_weight(m) for m in module.modules()
+    weights = [raw_weight(m) for m in module.modules()
                if isinstance(m, LINEAR_LAYERS) and getattr(m, "weight", None) is not None]
     if not weights:
         raise ValueError(f"orthogonal regularisation found no conv / linear weight in {type(module).__name__}; "
