@@ -85,3 +85,20 @@ def assert_scored(board) -> None:
     assert not len(bad), bad[[c for c in ("row", "metric", "status", "reason") if c in board]]
     deg = board[board["status"] == "degenerate"]
     assert deg["reason"].astype(str).str.contains("constant output|collapsed output").all(), deg["reason"].tolist()
+
+
+def run_smoke(suite: str, out: Path, *, rows: int, claims: int):
+    """``bench run SUITE --profile smoke`` for one seed on one thread into ``out``; checks that every cell was
+    scored, that ``rows`` rows were run and ``claims`` claims judged with known verdicts; returns the
+    leaderboard frame."""
+    import pandas as pd
+
+    from leaderboards.claims import VERDICTS
+    bench("run", suite, "--profile", "smoke", "--seeds", "1", "--out", str(out), "--no-progress",
+          "--device", "cpu", env={"OMP_NUM_THREADS": "1"}, check=True, timeout=300)
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert_scored(board)
+    assert board["row"].nunique() == rows
+    judged = pd.read_csv(out / "claims.csv")
+    assert len(judged) == claims and set(judged["verdict"]) <= set(VERDICTS)
+    return board

@@ -213,3 +213,34 @@ def test_two_pix2pix_steps(name: str) -> None:
         assert values and all(torch.isfinite(v).all() for v in values)
     after = ad.G.state_dict()
     assert any((after[k] - before[k]).abs().max() > 0 for k in before if before[k].is_floating_point())
+
+
+# ------------------------------------------------------------------------- the pix2pixhd-cityscapes suite
+def test_pix2pixhd_cityscapes_rows_and_claims() -> None:
+    from bench.config import load_suite
+    from bench.registry import SUITES
+    s = load_suite(SUITES.get("pix2pixhd-cityscapes"))
+    rows = {r.name: r for r in s.rows}
+    assert list(rows) == ["pix2pix", "pix2pixHD", "SPADE", "GT / Oracle"]
+    assert (rows["pix2pixHD"].generator, rows["pix2pixHD"].discriminator) == ("pix2pixhd", "multiscale-patchgan")
+    assert rows["pix2pixHD"].options["loss"] == "lsgan" and rows["SPADE"].options["loss"] == "hinge"
+    # pix2pixHD's lambda_feat 10 x layer weight 4 / (3 + 1) summed over 4 layers = 40 x the bench's layer mean
+    assert rows["SPADE"].options["regularizers"] == rows["pix2pixHD"].options["regularizers"] == \
+        {"feature-matching": 40.0}
+    # the published Table 1 (pixel accuracy as a fraction)
+    assert rows["pix2pixHD"].published == {"labels2photo/mean_iou": 0.6389, "labels2photo/pixel_acc": 0.8378}
+    assert rows["GT / Oracle"].kind == "oracle" and not rows["SPADE"].published
+    orders = [tuple(c.order) for c in s.claims]
+    assert orders == [("pix2pixHD", "pix2pix"), ("pix2pixHD", "pix2pix"), ("SPADE", "pix2pixHD"),
+                      ("GT / Oracle", "pix2pixHD")]
+    assert s.suite.paper_steps == 595000 and {"smoke", "cpu", "short", "full"} <= set(s.profiles)
+
+
+def test_pix2pixhd_cityscapes_smoke_profile(tmp_path) -> None:
+    from suite_helpers import run_smoke
+    out = tmp_path / "hd"
+    board = run_smoke("pix2pixhd-cityscapes", out, rows=4, claims=4)
+    assert set(board["row"]) == {"pix2pix", "pix2pixHD", "SPADE", "GT / Oracle"}
+    for row in ("pix2pixhd", "spade"):      # feature matching reached G in both multi-scale rows
+        header = (out / "runs" / row / "seed0" / "labels2photo" / "scalars.csv").read_text().splitlines()[0]
+        assert "loss_G_feature-matching" in header

@@ -179,8 +179,9 @@ def test_the_committed_suites_say_which_paper_table_they_reproduce():
     for name, s in suites.items():
         assert s.paper_budget or not s.paper, f"{name}: state the paper's budget (unknowns as unknown)"
     items = {(s.paper, i) for s in suites.values() for i in s.paper_items}
-    assert len(items) == 17 and {p for p, _ in items} == {"fusion-discriminator", "conditional-activation-gan",
-                                                          "decoupled-learning", "new-losses", "context-encoder"}
+    assert len(items) == 18 and {p for p, _ in items} == {"fusion-discriminator", "conditional-activation-gan",
+                                                          "decoupled-learning", "new-losses", "context-encoder",
+                                                          "pix2pixhd"}
 
 
 def test_budget_ladders_show_each_claims_verdict_per_rung_beside_the_main_result(page):
