@@ -28,7 +28,7 @@ from torch import nn
 
 from bench.contracts import REGULARIZER_SIDES, AdversarialLoss, AdvTerms, DOutput, TrainContext
 from bench.errors import PluginError
-from bench.registry import REGULARIZERS
+from bench.registry import LOSSES, REGULARIZERS
 
 Logs = dict[str, torch.Tensor]
 
@@ -62,6 +62,26 @@ def adam(params: Iterable[torch.nn.Parameter], *, lr: float, betas: tuple[float,
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def pair_optimizers(G: nn.Module, D: nn.Module, options) -> dict[str, torch.optim.Adam]:
+    """``{"G": adam(G), "D": adam(D)}`` from an adapter's options ``lr_g``, ``lr_d``, ``beta1``, ``beta2`` (the
+    two-player setting of most adapters)."""
+    betas = (options.beta1, options.beta2)
+    return {"G": adam(G.parameters(), lr=options.lr_g, betas=betas),
+            "D": adam(D.parameters(), lr=options.lr_d, betas=betas)}
+
+
+def two_player(adapter, components: Mapping[str, nn.Module], options, ctx: TrainContext) -> None:
+    """The usual one-G one-D setup of ``adapter``: ``G``, ``D``, ``modules``, ``d_steps_per_g`` (option
+    ``d_steps``, else 1), ``adv`` (the row's ``loss`` and ``regularizers``), ``loss`` and ``optimizers``
+    (:func:`pair_optimizers`)."""
+    adapter.G, adapter.D = components["G"], components["D"]
+    adapter.modules = {"G": adapter.G, "D": adapter.D}
+    adapter.d_steps_per_g = getattr(options, "d_steps", 1)
+    adapter.adv = AdversarialStep(LOSSES.get(options.loss)(), options.regularizers, ctx, adapter.modules)
+    adapter.loss = adapter.adv.loss
+    adapter.optimizers = pair_optimizers(adapter.G, adapter.D, options)
 
 
 def descend(loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:

@@ -10,7 +10,8 @@ image      float (N, C, H, W) in [-1, 1]            the same
 labels     colour map (N, 3, H, W) in [-1, 1], or    ``label_rgb`` colour image / ``label`` class ids
            one-hot (N, C, H, W) in {-1, 1} (logits)
 depth      float (N, 1, H, W) in [-1, 1]            metres, ``depth / max_depth * 2 - 1``
-class      int64 (N,)                                class ids
+class      int64 (N,)                                class ids, or derived (``other:KEY``: a class other
+                                                    than ``batch[KEY]``, fixed by the sample index)
 mask       float (N, 1, H, W), 1 = the region       the batch key, or derived (``center:F``,
                                                     ``box:F`` at a place fixed by the sample index)
 points     float (N, D)                              the same
@@ -63,6 +64,33 @@ def derived_mask(derive: str, index: torch.Tensor, height: int, width: int) -> t
     return out
 
 
+CLASS_DERIVES = ("other",)
+
+
+def class_spec(derive: str) -> str:
+    """Parse a derived-class spec ``"other:label"`` -> the batch key of the class it must differ from."""
+    kind, _, key = derive.partition(":")
+    if kind not in CLASS_DERIVES or not key:
+        raise ConfigError(f"class derive '{derive}' must be 'other:KEY' (a class other than batch[KEY], e.g. "
+                          "'other:label')")
+    return key
+
+
+def derived_class(derive: str, index: torch.Tensor, source: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N,) int64: for each sample a class other than its ``source`` class, drawn uniformly from the other
+    ``num_classes - 1`` by a generator seeded from (the spec, the sample's index), so a test sample asks for the
+    same class in every run (StarGAN's target domain of a test image)."""
+    class_spec(derive)
+    if num_classes < 2:
+        raise ConfigError(f"a derived class '{derive}' needs at least 2 classes, the dataset has {num_classes}")
+    out = torch.empty(len(index), dtype=torch.long)
+    for i, (idx, src) in enumerate(zip(index.reshape(-1).tolist(), source.reshape(-1).tolist())):
+        g = torch.Generator().manual_seed(derive_seed("class", derive, int(idx)))
+        shift = 1 + int(torch.randint(0, num_classes - 1, (1,), generator=g))
+        out[i] = (int(src) + shift) % num_classes
+    return out
+
+
 def _spatial(batch: dict[str, torch.Tensor]) -> tuple[int, int, torch.device]:
     for v in batch.values():
         if isinstance(v, torch.Tensor) and v.dim() == 4:
@@ -80,6 +108,14 @@ def encode(f: "Field", batch: dict[str, torch.Tensor], info: "DatasetInfo | None
         if "index" not in batch:
             raise DataError("a derived mask needs batch['index'] (the sample's position in its split)")
         return derived_mask(f.derive, batch["index"].cpu(), h, w).to(dev)
+    if f.kind == "class" and f.derive and f.key not in batch:
+        key = class_spec(f.derive)
+        if "index" not in batch or key not in batch:
+            raise DataError(f"a derived class '{f.derive}' needs batch['index'] and batch['{key}']")
+        if info is None:
+            raise RuntimeError("a derived class field needs the task bound to a dataset (its number of classes)")
+        src = batch[key]
+        return derived_class(f.derive, batch["index"].cpu(), src.cpu(), info.num_classes).to(src.device)
     if f.kind == "labels" and label_output == "logits":
         if info is None:
             raise RuntimeError("a labels field in logits form needs the task bound to a dataset")

@@ -37,13 +37,17 @@ class Field:
     kind: str                         # bench.codecs.KINDS
     channels: int = 0                 # model-space channels (images, masks); labels/class: from the dataset
     stream: str = "a"                 # unpaired tasks: "a" or "b" (the independently drawn stream)
-    derive: str = ""                  # masks only: derived from the sample index ("center:0.5", "box:0.25")
+    derive: str = ""                  # masks: from the sample index ("center:0.5", "box:0.25"); classes: "other:KEY"
 
     def __post_init__(self) -> None:
         if self.kind not in codecs.KINDS:
             raise ConfigError(f"field '{self.key}': kind '{self.kind}' is not one of {', '.join(codecs.KINDS)}")
         if self.stream not in ("a", "b"):
             raise ConfigError(f"field '{self.key}': stream must be 'a' or 'b', not '{self.stream}'")
+        if self.derive and self.kind not in ("mask", "class"):
+            raise ConfigError(f"field '{self.key}': only mask and class fields can be derived, not {self.kind}")
+        if self.derive and self.kind == "class":
+            codecs.class_spec(self.derive)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class TaskSpec:
             return set()
         if f.kind == "mask" and f.derive:
             return {"index"}
+        if f.kind == "class" and f.derive:
+            return {"index", codecs.class_spec(f.derive)}
         if f.kind == "labels" and self.label_output == "logits":
             return {codecs.LABEL_IDS_KEY}
         return {f.key}
@@ -232,6 +238,13 @@ TASKS.register("autoencode-digits", TaskSpec(
     "autoencode-digits", inputs={"x": Field("image", "image", 1)}, targets={"y": Field("image", "image", 1)},
     default_metrics=("reconstruction",),
     description="grey digit image -> the same image through a bottleneck (decoupled learning on MNIST)"))
+TASKS.register("digit2digit", TaskSpec(
+    "digit2digit", inputs={"x": Field("image", "image", 1), "c": Field("target", "class", derive="other:label"),
+                           "c_src": Field("label", "class")},
+    targets={"y": Field("image", "image", 1)}, default_metrics=("class-accuracy",),
+    description="grey digit image + a target digit -> the image redrawn as the target digit (StarGAN's domains "
+                "on MNIST); each test image asks for a digit other than its own, fixed by its index; y is the "
+                "real digits (FID's reference)"))
 TASKS.register("points", TaskSpec(
     "points", inputs={}, targets={"y": Field("points", "points", 2)}, default_metrics=(), pairing="none",
     description="samples of a distribution of points, from the prior (the NRDS toy's sample sets)"))

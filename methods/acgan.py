@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.adversarial import AdversarialStep, adam, descend, frozen
+from bench.adversarial import AdversarialStep, descend, frozen, pair_optimizers
 from bench.contracts import (AdvTerms, ComponentArgs, DOutput, FromPrior, MethodAdapter, SampleRequest, Slot,
                              TrainContext, registry_ref)
 from bench.errors import ConfigError, MetricError
@@ -116,9 +116,7 @@ class ClassConditionalGAN(MethodAdapter):
             raise ConfigError(f"task '{task.name}' has no class input for a class-conditional GAN")
         self.G, self.D = components["G"], components["D"]
         self.modules = {"G": self.G, "D": self.D}
-        betas = (options.beta1, options.beta2)
-        self.optimizers = {"G": adam(self.G.parameters(), lr=options.lr_g, betas=betas),
-                           "D": adam(self.D.parameters(), lr=options.lr_d, betas=betas)}
+        self.optimizers = pair_optimizers(self.G, self.D, options)
         self.adv = AdversarialStep(LOSSES.get(options.loss)(), options.regularizers, ctx, self.modules)
         self.loss = self.adv.loss
         self.mixed = options.mixed()

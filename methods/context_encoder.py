@@ -48,12 +48,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.adversarial import AdversarialStep, adam, descend, frozen
+from bench.adversarial import descend, frozen, two_player
 from bench.codecs import mask_spec
 from bench.contracts import ComponentArgs, DOutput, MethodAdapter, Slot, TrainContext, registry_ref
 from bench.errors import ConfigError, DataError
 from bench.nets import check_options, init_weights
-from bench.registry import LOSSES
 from bench.tasks import TaskSpec
 from methods.generators.context_encoder import ChannelWiseFC
 
@@ -187,14 +186,7 @@ class ContextEncoder(MethodAdapter):
         super().__init__(options, task, ctx, components)
         o = options
         self.frac = hole_fraction(task)
-        self.d_steps_per_g = o.d_steps
-        self.G, self.D = components["G"], components["D"]
-        self.modules = {"G": self.G, "D": self.D}
-        self.adv = AdversarialStep(LOSSES.get(o.loss)(), o.regularizers, ctx, self.modules)
-        self.loss = self.adv.loss
-        betas = (o.beta1, o.beta2)
-        self.optimizers = {"G": adam(self.G.parameters(), lr=o.lr_g, betas=betas),
-                           "D": adam(self.D.parameters(), lr=o.lr_d, betas=betas)}
+        two_player(self, components, o, ctx)
         self._weights: torch.Tensor | None = None
 
     # -- pieces (public for tests) -------------------------------------------------------------------

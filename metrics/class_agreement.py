@@ -7,7 +7,8 @@ requested one (the AC-GAN / CA-GAN "is the condition obeyed" check).
 
 Protocol (stamped by :meth:`ClassAgreementScorer.protocol`):
 
-- Requested classes: the task's input field of kind ``"class"`` (``ctx.task.get(name, batch)``),
+- Requested classes: the task's class input ``c`` (else its first input field of kind ``"class"``;
+  ``ctx.task.get(name, batch)``),
   else ``batch["label"]`` when the task has none (see :func:`requested_labels`).
 - Pre-processing, as for FID (``metrics.fidelity.FIDScorer``): the model output in [-1, 1] is
   clamped and quantised to uint8 as ``round((x + 1) * 127.5)`` (as if saved to PNG); 3 channels are
@@ -45,12 +46,14 @@ RESIZE = "bilinear_aa"          # metrics.extractors.prepare_batch mode, used on
 def requested_labels(task: TaskSpec, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
     """The class each sample of ``batch`` was generated for, as int64 (N,) on the CPU, or None.
 
-    The task's input field of kind ``"class"`` when it has one, else ``batch["label"]`` when that is a
+    The task's input field ``c`` when it is of kind ``"class"`` (the condition: StarGAN's target digit, not the
+    source digit ``c_src``), else its first input field of kind ``"class"``, else ``batch["label"]`` when that is a
     vector of per-sample class ids; None when neither exists.
     """
-    for name, f in task.inputs.items():
-        if f.kind == "class":
-            return task.get(name, batch).detach().reshape(-1).long().cpu()
+    named = [n for n, f in task.inputs.items() if f.kind == "class"]
+    if named:
+        name = "c" if "c" in named else named[0]
+        return task.get(name, batch).detach().reshape(-1).long().cpu()
     lab = batch.get("label")
     if isinstance(lab, torch.Tensor) and lab.dim() == 1:
         return lab.detach().long().cpu()

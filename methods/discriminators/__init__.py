@@ -16,3 +16,4 @@ DISCRIMINATORS.register("dcgan", "methods.discriminators.unconditional:DCGANDisc
 DISCRIMINATORS.register("multiscale-patchgan", "methods.discriminators.multiscale:MultiscalePatchGAN")
 DISCRIMINATORS.register("elu-noisy", "methods.discriminators.elu_noisy:ELUNoisyD")
 DISCRIMINATORS.register("elu-joint", "methods.discriminators.joint:ELUJointD")
+DISCRIMINATORS.register("stargan", "methods.discriminators.stargan:StarGANDiscriminator")

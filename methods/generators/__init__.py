@@ -12,3 +12,4 @@ GENERATORS.register("context-encoder", "methods.generators.context_encoder:Conte
 GENERATORS.register("pix2pixhd-global", "methods.generators.pix2pixhd:Pix2PixHDGlobalGenerator")
 GENERATORS.register("pix2pixhd", "methods.generators.pix2pixhd:Pix2PixHDGenerator")
 GENERATORS.register("spade", "methods.generators.spade:SPADEGenerator")
+GENERATORS.register("stargan", "methods.generators.stargan:StarGANGenerator")
