@@ -193,3 +193,40 @@ def test_suite_smoke_profile(tmp_path) -> None:
     assert {"class_acc", "fid", "l1@x"} <= set(board["metric"])
     header = (out / "runs" / "stargan" / "seed0" / "digit2digit" / "scalars.csv").read_text().splitlines()[0]
     assert {"loss_D_gp", "loss_D_cls", "loss_G_cls", "loss_G_rec"} <= set(header.split(","))
+
+
+def test_resume_is_exact(tmp_path) -> None:
+    """Interrupted after step 1, resumed: the step-2 checkpoint has the uninterrupted run's bytes (the targets'
+    permutations and the gradient penalty's mixing weights come from the trainer's restored generator)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from bench.checkpoint import CHECKPOINTS_DIR, STATE, WEIGHTS
+    from bench.cli import main
+    from suite_helpers import toml_dump
+    suite = tmp_path / "sg.toml"
+    prof = {"steps": 2, "image_size": 32, "batch_size": 4, "train_subset": 16, "eval_subset": 8, "eval_batch_size": 8,
+            "checkpoint_every": 1, "keep_checkpoints": 3, "log_every": 1, "flip": False,
+            "options": {"ngf": 4, "ndf": 4, "d_steps": 2}}
+    suite.write_text(toml_dump({
+        "suite": {"name": "stargan-resume", "dataset": "mnist", "tasks": ["digit2digit"], "method": "stargan",
+                  "default_profile": "tiny"},
+        "metrics": {"digit2digit": ["reconstruction@x"]}, "profiles": {"tiny": prof}, "rows": [{"name": "StarGAN"}]}))
+    a, b = tmp_path / "a", tmp_path / "b"
+
+    def run(*args: str) -> None:
+        assert main(["train", str(suite), "--row", "StarGAN", *args, "--no-progress", "--device", "cpu"]) == 0
+
+    run("--out", str(a))
+    shutil.copytree(a, b)
+    rundir = b / "runs" / "stargan" / "seed0" / "digit2digit"
+    shutil.rmtree(rundir / CHECKPOINTS_DIR / "step_00000002")
+    (rundir / "status.json").unlink()
+    run("--out", str(b), "--resume")
+    ref = a / "runs" / "stargan" / "seed0" / "digit2digit" / CHECKPOINTS_DIR / "step_00000002"
+    got = rundir / CHECKPOINTS_DIR / "step_00000002"
+    wa, wb = load_file(ref / WEIGHTS), load_file(got / WEIGHTS)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    sa, sb = torch.load(ref / STATE, weights_only=True), torch.load(got / STATE, weights_only=True)
+    torch.testing.assert_close(sb["optimizers"], sa["optimizers"], rtol=0, atol=0)
