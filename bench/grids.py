@@ -3,7 +3,9 @@
 Written beside each run's checkpoints as ``samples.png`` after it is scored:
 
 - conditional on data (pix2pix and kin): the first rows of the test split, one per line:
-  condition | each named output | target;
+  condition | each named output | target; where the task asks for a class other than the sample's own (a
+  derived class input ``c``, StarGAN's target domain), the target column shows a real test image of the
+  requested class (the first of that class in the test split), so the reader sees what was asked for;
 - sampled from the prior with classes (AC-GAN, CA-GAN): rows are fixed latents, columns the classes
   (the same latents in every column, as in the papers' figures).
 
@@ -31,6 +33,7 @@ from bench.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
+EXEMPLAR_POOL = 256                               # test samples searched for a requested class's exemplar
 SAMPLES_FILE = "samples.png"
 COLUMNS_FILE = "samples.safetensors"              # the grid's columns, for the suite's side-by-side comparison
 GRID_SEED = 7
@@ -102,7 +105,8 @@ def write_samples(spec: RunSpec, checkpoint: Path, path: Path, *, device: torch.
         fields = dict(getattr(adapter, "outputs", {"y": "y"}))
         columns = [to_rgb(task, "x", task.x(batch))] if "x" in task.inputs else []
         columns += [to_rgb(task.view(fields.get(name, "y")), "y", v) for name, v in outs.items()]
-        columns.append(to_rgb(task, "y", task.y(batch)))
+        shown = requested_exemplars(spec, task, batch, prof.image_size)
+        columns.append(to_rgb(task, "y", task.y(batch) if shown is None else shown.to(device)))
         columns = [c for c in columns if c is not None]
         if not columns:
             return None
@@ -112,6 +116,35 @@ def write_samples(spec: RunSpec, checkpoint: Path, path: Path, *, device: torch.
     except Exception as e:  # noqa: BLE001 - a picture must never cost a result
         log.warning("could not draw the sample grid of %s / %s / seed %d: %s", spec.row, spec.task, spec.seed, e)
         return None
+
+
+def requested_exemplars(spec: RunSpec, task: TaskSpec, batch: dict[str, torch.Tensor],
+                        size: int) -> torch.Tensor | None:
+    """For a task whose class input ``c`` is derived (asks for a class other than the sample's own): per sample
+    of ``batch``, the target field of the first test image of the requested class (model space); None for other
+    tasks, or when a requested class is not among the first ``EXEMPLAR_POOL`` test images."""
+    from bench.build import build_dataset
+    from bench.codecs import class_spec
+    f = task.inputs.get("c")
+    if f is None or f.kind != "class" or not f.derive:
+        return None
+    want = task.get("c", batch).cpu().tolist()
+    key = class_spec(f.derive)
+    pool = build_dataset(spec, "test", size, EXEMPLAR_POOL)
+    found: dict[int, dict[str, torch.Tensor]] = {}
+    for i in range(len(pool)):
+        sample = pool[i]
+        k = int(sample[key])
+        if k in want and k not in found:
+            found[k] = sample
+        if len(found) == len(set(want)):
+            break
+    if len(found) < len(set(want)):
+        return None
+    rows = [found[k] for k in want]
+    stacked = {k: torch.stack([torch.as_tensor(r[k]) for r in rows]) for k in rows[0]
+               if isinstance(rows[0][k], torch.Tensor)}
+    return task.y(stacked)
 
 
 def _save_columns(columns: list[torch.Tensor], has_input: bool, path: Path) -> None:

@@ -193,6 +193,23 @@ def test_suite_smoke_profile(tmp_path) -> None:
     assert {"class_acc", "fid", "l1@x"} <= set(board["metric"])
     header = (out / "runs" / "stargan" / "seed0" / "digit2digit" / "scalars.csv").read_text().splitlines()[0]
     assert {"loss_D_gp", "loss_D_cls", "loss_G_cls", "loss_G_rec"} <= set(header.split(","))
+    # the grid's last column shows, per test input, a real test digit of the class it asked for
+    from safetensors.torch import load_file
+
+    from bench.registry import DATASETS
+    cols = load_file(str(out / "runs" / "stargan" / "seed0" / "digit2digit" / "samples.safetensors"))["columns"]
+    test = DATASETS.get("mnist")("test", 32, root=None, subset=256, seed=0)
+    task = TASKS.get("digit2digit").bind(test.info)
+    first = {}
+    for i in range(len(test)):
+        first.setdefault(int(test[i]["label"]), test[i]["image"])
+    n = cols.shape[1]
+    asked = task.get("c", {"label": torch.tensor([int(test[i]["label"]) for i in range(n)]),
+                           "index": torch.tensor([int(test[i]["index"]) for i in range(n)])})
+    want = torch.stack([first[int(k)] for k in asked])                   # [-1, 1], (n, 1, 32, 32)
+    got = cols[-1].float() / 255 * 2 - 1                                  # 8-bit RGB, grey in every channel
+    assert torch.allclose(got[:, :1], want, atol=2 / 255 + 1e-6)
+    assert not torch.allclose(cols[-1].float(), cols[0].float())          # not the input digits
 
 
 def test_resume_is_exact(tmp_path) -> None:
