@@ -3,7 +3,7 @@
 Written beside each run's checkpoints as ``samples.png`` after it is scored:
 
 - conditional on data (pix2pix and kin): the first rows of the test split, one per line:
-  condition | each named output | target; where the task asks for a class other than the sample's own (a
+  condition | each named output, the main output ``y`` last | target; where the task asks for a class other than the sample's own (a
   derived class input ``c``, StarGAN's target domain), the target column shows a real test image of the
   requested class (the first of that class in the test split), so the reader sees what was asked for;
 - sampled from the prior with classes (AC-GAN, CA-GAN): rows are fixed latents, columns the classes
@@ -104,7 +104,7 @@ def write_samples(spec: RunSpec, checkpoint: Path, path: Path, *, device: torch.
         outs = adapter.sample(FromBatch(batch))
         fields = dict(getattr(adapter, "outputs", {"y": "y"}))
         columns = [to_rgb(task, "x", task.x(batch))] if "x" in task.inputs else []
-        columns += [to_rgb(task.view(fields.get(name, "y")), "y", v) for name, v in outs.items()]
+        columns += [to_rgb(task.view(fields.get(name, "y")), "y", outs[name]) for name in grid_outputs(outs)]
         shown = requested_exemplars(spec, task, batch, prof.image_size)
         columns.append(to_rgb(task, "y", task.y(batch) if shown is None else shown.to(device)))
         columns = [c for c in columns if c is not None]
@@ -116,6 +116,13 @@ def write_samples(spec: RunSpec, checkpoint: Path, path: Path, *, device: torch.
     except Exception as e:  # noqa: BLE001 - a picture must never cost a result
         log.warning("could not draw the sample grid of %s / %s / seed %d: %s", spec.row, spec.task, spec.seed, e)
         return None
+
+
+def grid_outputs(outs: dict[str, torch.Tensor]) -> list[str]:
+    """The order of a run's outputs in its grid: the others as the method names them, then the main output ``y``
+    last, next to the target, where the side-by-side comparison takes each row's output from (a CycleGAN's or
+    StarGAN's backward output ``x``, a VAE's reconstruction, an ED//GAN's parts come before it)."""
+    return [n for n in outs if n != "y"] + (["y"] if "y" in outs else [])
 
 
 def requested_exemplars(spec: RunSpec, task: TaskSpec, batch: dict[str, torch.Tensor],

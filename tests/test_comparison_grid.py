@@ -72,3 +72,15 @@ def test_models_sampled_from_the_prior_sit_beside_real_images(tmp_path: Path):
     img = np.asarray(Image.open(png)).astype(float) / 255
     for col, v in enumerate((0.3, 0.6, 0.9)):
         assert abs(_cell(img, 0, col).mean() - v) < 0.01
+
+
+def test_the_main_output_is_the_grids_last_output_column():
+    """write_samples puts the main output y last (next to the target), where write_comparison reads each row's
+    output: CycleGAN's and StarGAN's {"y", "x"} and a VAE's {"y", "y_rec"} showed their backward output or
+    reconstruction in the comparison before."""
+    from bench.grids import grid_outputs
+    t = torch.zeros(1)
+    assert grid_outputs({"y": t, "x": t}) == ["x", "y"]
+    assert grid_outputs({"y": t, "y_rec": t}) == ["y_rec", "y"]
+    assert grid_outputs({"y_rec": t, "y_gan": t, "y": t}) == ["y_rec", "y_gan", "y"]     # ED//GAN's order kept
+    assert grid_outputs({"region": t}) == ["region"]
