@@ -3,9 +3,10 @@
 Written beside each run's checkpoints as ``samples.png`` after it is scored:
 
 - conditional on data (pix2pix and kin): the first rows of the test split, one per line:
-  condition | each named output, the main output ``y`` last | target; where the task asks for a class other than the sample's own (a
-  derived class input ``c``, StarGAN's target domain), the target column shows a real test image of the
-  requested class (the first of that class in the test split), so the reader sees what was asked for;
+  condition | each named output, the main output ``y`` last | target; where the task asks for a class other
+  than the sample's own (a derived class input ``c``, StarGAN's target domain), the target column shows a real
+  test image of the requested class (the first of that class in the test split), so the reader sees what was
+  asked for;
 - sampled from the prior with classes (AC-GAN, CA-GAN): rows are fixed latents, columns the classes
   (the same latents in every column, as in the papers' figures).
 

@@ -33,11 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.adversarial import AdversarialStep, descend, frozen, pair_optimizers
+from bench.adversarial import descend, frozen, two_player
 from bench.contracts import (AdvTerms, ComponentArgs, DOutput, FromPrior, MethodAdapter, SampleRequest, Slot,
                              TrainContext, registry_ref)
 from bench.errors import ConfigError, MetricError
-from bench.registry import LOSSES
 from bench.tasks import TaskSpec
 from bench.nets import check_options, init_weights
 from methods.mixed_batch import MixedBatch, complementary_forward, mixed_forward
@@ -114,11 +113,7 @@ class ClassConditionalGAN(MethodAdapter):
         self.class_field = next((n for n, f in task.inputs.items() if f.kind == "class"), None)
         if self.class_field is None:
             raise ConfigError(f"task '{task.name}' has no class input for a class-conditional GAN")
-        self.G, self.D = components["G"], components["D"]
-        self.modules = {"G": self.G, "D": self.D}
-        self.optimizers = pair_optimizers(self.G, self.D, options)
-        self.adv = AdversarialStep(LOSSES.get(options.loss)(), options.regularizers, ctx, self.modules)
-        self.loss = self.adv.loss
+        two_player(self, components, options, ctx)
         self.mixed = options.mixed()
 
     # -- the losses of a variant -------------------------------------------------------------------
