@@ -69,9 +69,15 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def _step_of(path: Path) -> int | None:
-    m = _STEP_RE.match(path.name)
+def step_of(path: str | os.PathLike) -> int | None:
+    """The step of a checkpoint folder (``.../checkpoints/step_00001000`` -> 1000), None for another path."""
+    m = _STEP_RE.match(Path(path).name)
     return int(m.group(1)) if m else None
+
+
+def run_dir_of(checkpoint: str | os.PathLike) -> Path:
+    """The run folder a checkpoint folder belongs to (``<run>/checkpoints/step_*`` -> ``<run>``)."""
+    return Path(checkpoint).parent.parent
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
@@ -80,7 +86,7 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         return []
     found = [(s, p) for p in root.iterdir()
-             if (s := _step_of(p)) is not None and p.is_dir() and (p / MANIFEST).is_file()]
+             if (s := step_of(p)) is not None and p.is_dir() and (p / MANIFEST).is_file()]
     return [p for _, p in sorted(found)]
 
 
@@ -238,7 +244,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, modules: Mapping[str,
     log.info("saved checkpoint %s", target)
     if keep_last is not None:
         for old in list_checkpoints(run_dir)[:-keep_last]:
-            if old != target and _step_of(old) not in keep_steps:
+            if old != target and step_of(old) not in keep_steps:
                 log.info("pruning checkpoint %s (keep_last=%d)", old, keep_last)
                 _remove_dir(old)
     return target
@@ -248,10 +254,10 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, modules: Mapping[str,
 
 def _advice(path: Path) -> str:
     """What to do about a bad checkpoint: fall back to the previous complete one, if any."""
-    step = _step_of(path)
+    step = step_of(path)
     if step is None or path.parent.name != CHECKPOINTS_DIR:     # never advise deleting what is not a checkpoint
         return f"pass a checkpoint directory (<run>/{CHECKPOINTS_DIR}/step_XXXXXXXX) or a run folder"
-    earlier = [p for p in list_checkpoints(path.parent.parent) if (_step_of(p) or 0) < step]
+    earlier = [p for p in list_checkpoints(path.parent.parent) if (step_of(p) or 0) < step]
     if earlier:
         return f"delete {path} to resume from {earlier[-1].name}, the previous complete checkpoint"
     return f"delete {path} and start the run again (no earlier complete checkpoint exists)"

@@ -22,8 +22,9 @@ Sampling and scoring
     ``adapter.sample(FromBatch(batch) | FromPrior(n, labels, seed))`` returns named outputs
     (``{"y": ...}``); each output estimates a task field (``adapter.outputs``). Scorers declare
     their ``feed`` (``"paired"``: needs the matching target of each sample; ``"samples"``: a
-    distribution metric; ``"joint"``: several models scored together), the output they read and
-    which keys are better high.
+    distribution metric; ``"joint"``: several models scored together; ``"log"``: the run's own
+    training log up to the scored checkpoint, :class:`LogScorer`), the output they read and which
+    keys are better high.
 """
 
 from __future__ import annotations
@@ -366,7 +367,7 @@ class HistoryBuffer:
 
 
 # --------------------------------------------------------------------------------------- scorers
-FEEDS = ("paired", "samples", "joint")
+FEEDS = ("paired", "samples", "joint", "log")
 
 
 @dataclass
@@ -378,6 +379,8 @@ class ScoreContext:
     train_data: Callable[[], torch.utils.data.Dataset] | None = None   # real training split, built lazily
     seed: int = 0
     artifacts: Path | None = None           # where a scorer may write plots (joint scorers)
+    run_dir: Path | None = None             # the scored run's folder (log scorers: its scalars.csv)
+    step: int | None = None                 # the scored checkpoint's step (log scorers)
 
 
 class Scorer:
@@ -449,6 +452,21 @@ class JointScorer(Scorer):
 
     def compute_joint(self) -> dict[str, dict[str, float]]:
         raise NotImplementedError
+
+
+class LogScorer(Scorer):
+    """Scores what a run's own training did (``feed = "log"``): ``compute()`` once, reading
+    ``ctx.run_dir``'s logged scalars up to ``ctx.step``, the scored checkpoint's step. No test batch
+    is fed (``update`` is never called) and oracle rows, which have no training, get no value."""
+
+    feed: ClassVar[str] = "log"
+    outputs: ClassVar[tuple[str, ...]] = ()      # any task: the log does not depend on the output's kind
+
+    def update(self, pred: torch.Tensor, batch: Batch) -> None:   # pragma: no cover - never fed
+        raise NotImplementedError("a log scorer reads the run's training log, not test batches")
+
+    def score_reference(self, batch: Batch) -> torch.Tensor | None:
+        return None
 
 
 def scorer_feed(scorer_cls: Any) -> str:

@@ -154,7 +154,7 @@ def test_batches(spec: RunSpec, device: torch.device, desc: str, progress: bool
 
 
 def _context(spec: RunSpec, e: Entry, task: TaskSpec, device: torch.device,
-             artifacts: Path | None = None, seed: int = 0) -> ScoreContext:
+             artifacts: Path | None = None, seed: int = 0, checkpoint: Path | None = None) -> ScoreContext:
     prof = spec.profile_settings
 
     def train_data() -> torch.utils.data.Dataset:
@@ -162,7 +162,8 @@ def _context(spec: RunSpec, e: Entry, task: TaskSpec, device: torch.device,
 
     return ScoreContext(task=task.view(e.field), device=device, cache_dir=cache_dir(),
                         options=dict(spec.metric_options.get(e.name, {})), train_data=train_data, seed=seed,
-                        artifacts=artifacts)
+                        artifacts=artifacts, run_dir=None if checkpoint is None else ckpt.run_dir_of(checkpoint),
+                        step=None if checkpoint is None else ckpt.step_of(checkpoint))
 
 
 def _protocol(spec: RunSpec, e: Entry, scorer: Any, data: Any, keys: list[str],
@@ -198,11 +199,13 @@ def preflight(spec: RunSpec, device: torch.device) -> None:
 
 def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
               progress: bool = True) -> ScoreOutcome:
-    """Score one run's paired and sample-fed metrics (joint ones are scored by :func:`score_joint`)."""
+    """Score one run's paired, sample-fed and log metrics (joint ones are scored by :func:`score_joint`)."""
     mine = [e for e in entries(spec) if e.feed != "joint"]
     if not mine:
         return ScoreOutcome({}, {}, {})
     data, task, batches = test_batches(spec, device, f"score {spec.row} | {spec.task}", progress)
+    logged = [e for e in mine if e.feed == "log"]
+    mine = [e for e in mine if e.feed != "log"]
     scorers = {e.text: e.cls(_context(spec, e, task, device)) for e in mine}
     adapter = open_model(spec, checkpoint, task, device) if spec.kind == "model" else None
     kinds = output_kinds(task, mine)
@@ -243,12 +246,18 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
         h = protocol_hash(protocol)
         protocols[h] = protocol
         for k, v in result.items():
-            key = e.key(k)
-            if key in values:
-                raise MetricError(f"two metrics of task '{spec.task}' both produce '{key}'; "
-                                  "drop one of them from the suite's [metrics]")
-            values[key] = float(v)
-            hashes[key] = h
+            values[_fresh(e.key(k), values, spec)] = float(v)
+            hashes[e.key(k)] = h
+    if adapter is not None:        # an oracle row has no training to read
+        for e in logged:
+            s = e.cls(_context(spec, e, task, device, checkpoint=checkpoint))
+            result = s.compute()
+            protocol = _protocol(spec, e, s, data, list(result), {})
+            h = protocol_hash(protocol)
+            protocols[h] = protocol
+            for k, v in result.items():
+                values[_fresh(e.key(k), values, spec)] = float(v)
+                hashes[e.key(k)] = h
     degenerate = {}
     if checks:
         prof = spec.profile_settings
@@ -263,6 +272,13 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
             if gates.reason(got):
                 degenerate[o] = gates.reason(got)
     return ScoreOutcome(values, hashes, protocols, degenerate)
+
+
+def _fresh(key: str, values: dict[str, float], spec: RunSpec) -> str:
+    if key in values:
+        raise MetricError(f"two metrics of task '{spec.task}' both produce '{key}'; "
+                          "drop one of them from the suite's [metrics]")
+    return key
 
 
 def joint_entries(spec: RunSpec) -> list[Entry]:

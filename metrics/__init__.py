@@ -1,7 +1,8 @@
 """Metric scorer registrations (one line each; modules load on first use).
 
 Pure functions live in the modules themselves: ``metrics.segmentation``, ``metrics.depth``,
-``metrics.reconstruction``, ``metrics.fidelity``, ``metrics.diversity``, ``metrics.nrds``.
+``metrics.reconstruction``, ``metrics.fidelity``, ``metrics.diversity``, ``metrics.nrds``,
+``metrics.training_log``.
 """
 
 from bench.registry import METRICS
@@ -14,3 +15,4 @@ METRICS.register("fid", "metrics.fidelity:FIDScorer")
 METRICS.register("nrds", "metrics.nrds:NRDSScorer")
 METRICS.register("class-accuracy", "metrics.class_agreement:ClassAgreementScorer")
 METRICS.register("ms-ssim-diversity", "metrics.diversity:DiversityScorer")
+METRICS.register("training-log", "metrics.training_log:TrainingLogScorer")

@@ -13,7 +13,8 @@ model space ([-1, 1], ``ctx.task.y_channels`` channels); ``ctx.task`` is the tas
 field that output estimates, so ``ctx.task.y(batch)`` is the matching target. ``feed`` says what
 ``pred`` is: ``"paired"`` (the output for this very batch), ``"samples"`` (samples of the model's
 distribution; from the prior, with the batch's class labels, on tasks without paired inputs) or
-``"joint"`` (several models at once: :class:`~bench.contracts.JointScorer`). Scorers decode
+``"joint"`` (several models at once: :class:`~bench.contracts.JointScorer`) or ``"log"`` (the run's own
+training log up to the scored checkpoint: :class:`~bench.contracts.LogScorer`). Scorers decode
 predictions through the task (``ctx.task.decode_labels`` / ``decode_depth``) and never branch on
 a method's name.
 
@@ -25,6 +26,6 @@ on every result record, with which keys are better high (``higher_is_better``).
 
 from __future__ import annotations
 
-from bench.contracts import JointScorer, ScoreContext, Scorer
+from bench.contracts import JointScorer, LogScorer, ScoreContext, Scorer
 
-__all__ = ["JointScorer", "ScoreContext", "Scorer"]
+__all__ = ["JointScorer", "LogScorer", "ScoreContext", "Scorer"]
