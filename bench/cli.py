@@ -87,6 +87,20 @@ def _rows(suite, values: list[str] | None) -> list[str] | None:
     return out
 
 
+def _tasks(suite, values: list[str] | None) -> list[str] | None:
+    """``--tasks A,B`` (repeatable): tasks of the suite to run (default: all of them)."""
+    if not values:
+        return None
+    out = [p.strip() for v in values for p in v.split(",") if p.strip()]
+    if not out:
+        raise ConfigError(f"--tasks names no task; the suite's tasks: {', '.join(suite.suite.tasks)}")
+    for t in out:
+        if t not in suite.suite.tasks:
+            raise ConfigError(f"--tasks {t!r} is not a task of suite '{suite.name}'; its tasks: "
+                              f"{', '.join(suite.suite.tasks)}")
+    return list(dict.fromkeys(out))
+
+
 MAX_SEEDS = 10_000
 
 
@@ -140,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = _out(args.out, suite.name)
     profile = _budget_profile(suite, args.profile, args.budget)
     report = run_suite(suite, out, profile=profile, rows=rows, seeds=_seeds(args.seeds),
-                       device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
+                       tasks=_tasks(suite, args.tasks), device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
                        force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard,
                        jobs=args.jobs, isolate=not args.in_process, time_limit_min=args.time_limit,
                        stall_limit_min=args.stall_limit)
@@ -435,6 +449,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("suite", help="a registered suite name or a .toml path")
     s.add_argument("--profile", help="smoke | short | full (default: the suite's)")
     s.add_argument("--rows", action="append", help="row names or slugs, comma-separated or repeated (default: all)")
+    s.add_argument("--tasks", action="append",
+                   help="only these of the suite's tasks, comma-separated or repeated (default: all)")
     s.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: the suite's)")
     s.add_argument("--out", help="output folder (default: runs/<suite>)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -62,8 +62,8 @@ class RunSpec:
 
 
 def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = None,
-           seeds: list[int] | None = None) -> list[RunSpec]:
-    """All runs of a suite, in row, seed, task order."""
+           seeds: list[int] | None = None, tasks: list[str] | None = None) -> list[RunSpec]:
+    """All runs of a suite (or of the chosen rows, seeds and tasks), in row, seed, task order."""
     pname = profile or suite.suite.default_profile
     prof = suite.profile(pname)
     chosen = [suite.row(r) for r in rows] if rows else suite.rows
@@ -75,6 +75,8 @@ def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = 
         comps = resolve_components(suite, i, pname) if model else {}
         for seed in (seeds if seeds is not None else suite.suite.seeds):
             for task in suite.suite.tasks:
+                if tasks and task not in tasks:
+                    continue
                 entries = suite.task_metrics(task)
                 metric_opts = {}
                 for m in entries:

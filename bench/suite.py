@@ -59,7 +59,7 @@ def holds_results(out: Path) -> bool:
 
 
 def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: list[str] | None = None,
-              seeds: list[int] | None = None, device: torch.device, deterministic: bool = False,
+              seeds: list[int] | None = None, tasks: list[str] | None = None, device: torch.device, deterministic: bool = False,
               resume: bool = False, progress: bool = True, force_resume: bool = False,
               leaderboard: LeaderboardWriter | None = None, jobs: int = 1, isolate: bool = True,
               time_limit_min: float | None = None, stall_limit_min: float | None = None) -> SuiteReport:
@@ -94,7 +94,7 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
     try:
         preflight = getattr(runner, "preflight", None)
         if preflight is not None:
-            preflight(suite, expand(suite, pname, rows, seeds), device, out=out, resume=resume,
+            preflight(suite, expand(suite, pname, rows, seeds, tasks), device, out=out, resume=resume,
                       force_resume=force_resume)
         with folder_lock(out):
             if not resume and holds_results(out):     # again, now that no other process can write
@@ -103,7 +103,7 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
             report = SuiteReport(out)
             started, t0 = datetime.now(timezone.utc), time.perf_counter()
             report.ran, report.skipped, report.failed = runner.run(
-                suite, out, store, profile=pname, rows=rows, seeds=seeds, device=device,
+                suite, out, store, profile=pname, rows=rows, seeds=seeds, tasks=tasks, device=device,
                 deterministic=deterministic, resume=resume, progress=progress, force_resume=force_resume,
                 jobs=int(jobs), isolation=isolation)
             report.seconds = time.perf_counter() - t0

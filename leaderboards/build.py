@@ -32,7 +32,8 @@ LONG_COLUMNS = ["row", "column", "task", "metric", "mean", "std", "n", "publishe
 
 
 def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
-    """Long frame, in suite row order then column order; rows with no record at all are left out.
+    """Long frame, in suite row order then column order; rows, and tasks, with no record at all are left out
+    (a run of some rows or tasks: ``--rows``, ``--tasks``).
 
     A task's columns are the same for every row (``[columns]``, else every metric any row produced,
     then the published ones), so a failed row shows up in each of them with its reason; where no
@@ -44,11 +45,12 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
     gate_recs = records[records["metric"].astype(str).str.startswith(gates.PREFIX)] if len(records) else records
     records = records[~records["metric"].astype(str).str.startswith(gates.PREFIX)] if len(records) else records
     ok_all = records[records["status"] == "ok"] if len(records) else records
+    tasks_run = set(records["task"]) if len(records) else set()
     for row in suite.rows:
         recs = records[records["row"] == row.name] if len(records) else records
         if not len(recs):
             continue                     # not run (e.g. --rows chose others)
-        for task in suite.suite.tasks:
+        for task in (t for t in suite.suite.tasks if t in tasks_run):
             r_task = recs[recs["task"] == task] if len(recs) else recs
             ok = r_task[r_task["status"] == "ok"] if len(r_task) else r_task
             failed = _current_failures(r_task)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.schema import slug
 from suite_helpers import SCORED, bench, quickstart_variant
 
 ROW = "4-Layer Concat + SN"
@@ -204,6 +205,8 @@ def _cases(tmp: Path, data_root: Path) -> list[tuple[str, list[str], dict, str]]
         ("score a missing path", ["score", str(tmp / "missing")], {}, "not found"),
         ("score a suite's output folder", ["score", str(tmp / "suite-out")], {}, "a suite's output folder"),
         ("unknown row", ["run", "quickstart", "--rows", "Nope"], {}, "has no row 'Nope'"),
+        ("unknown task", ["run", "quickstart", "--tasks", "photo2depht"], {},
+         "--tasks 'photo2depht' is not a task of suite 'quickstart'; its tasks: labels2photo, photo2labels"),
         ("train an unknown task", ["train", "quickstart", "--row", ROW, "--task", "nope"], {}, "has no task"),
         ("leaderboard without results", ["leaderboard", "quickstart", "--out", str(tmp / "nothing")], {},
          "no results"),
@@ -270,6 +273,16 @@ def test_pipes_and_commas_in_row_names(tmp_path):
     assert len({ln.count("|") - ln.count("\\|") for ln in table}) == 1          # every line has the same cells
     assert "A \\| B" in md and "C, D" in md
     assert set(pd.read_csv(out / "leaderboard.csv")["row"]) == {"A | B", "C, D"}
+
+
+def test_tasks_runs_only_the_chosen_tasks_and_the_board_shows_only_them(tmp_path):
+    out = tmp_path / "out"
+    bench("run", "quickstart", "--profile", "tiny", "--rows", ROW, "--tasks", "photo2depth", "--out", str(out),
+          "--no-progress", "--device", "cpu", check=True)
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert set(board["task"]) == {"photo2depth"} and set(board["status"]) <= {"ok", "degenerate"}
+    assert sorted(p.name for p in (out / "runs" / slug(ROW) / "seed0").iterdir()) == ["photo2depth"]
+    assert "photo2labels/" not in (out / "leaderboard.md").read_text()           # no column of a task not run
 
 
 def test_a_rescored_failure_leaves_no_stale_reason():
