@@ -101,6 +101,21 @@ def _tasks(suite, values: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(out))
 
 
+EXECUTOR_CHOICES = ("local", "slurm", "submitit-local")     # bench.executors.EXECUTORS (not imported for --help)
+
+
+def _executor(args: argparse.Namespace):
+    from bench.executors import ExecutorOptions
+    extra = {}
+    for kv in args.slurm:
+        k, sep, v = kv.partition("=")
+        if not sep or not k.strip():
+            raise ConfigError(f"--slurm {kv!r}: give KEY=VALUE, e.g. --slurm account=lab")
+        extra[k.strip().removeprefix("slurm_")] = v
+    return ExecutorOptions(name=args.executor, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                           partition=args.partition, slurm=extra)
+
+
 MAX_SEEDS = 10_000
 
 
@@ -157,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        tasks=_tasks(suite, args.tasks), device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
                        force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard,
                        jobs=args.jobs, isolate=not args.in_process, time_limit_min=args.time_limit,
-                       stall_limit_min=args.stall_limit)
+                       stall_limit_min=args.stall_limit, executor=_executor(args))
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
           f"in {report.seconds:.0f} s")
     for f in report.failed:
@@ -473,6 +488,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--in-process", action="store_true",
                    help="run every run in this process, one after the other (for a debugger); by default each has "
                         "a process of its own, so a plug-in's exit, crash, hang or global state costs its row only")
+    s.add_argument("--executor", default="local", choices=EXECUTOR_CHOICES,
+                   help="where runs execute: local worker processes (default), Slurm jobs through submitit "
+                        "(--jobs N: at most N queued at once), or submitit's local executor (a Slurm set-up tried "
+                        "on this machine)")
+    s.add_argument("--gpus-per-run", type=int, default=0, metavar="K", help="GPUs per Slurm job (default 0)")
+    s.add_argument("--cpus-per-run", type=int, metavar="C",
+                   help="CPUs (and torch threads) per submitit job (default: 4 on Slurm, threads / --jobs locally)")
+    s.add_argument("--partition", help="Slurm partition of the jobs")
+    s.add_argument("--slurm", action="append", metavar="KEY=VALUE", default=[],
+                   help="another submitit Slurm parameter, repeated (e.g. --slurm account=lab --slurm qos=high)")
     common(s)
     s.set_defaults(func=cmd_run)
 

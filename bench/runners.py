@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -26,6 +26,7 @@ import torch
 from bench import checkpoint as ckpt
 from bench import failpoints
 from bench.errors import ConfigError
+from bench.executors import ExecutorOptions
 from bench.failures import describe_failure
 from bench.provenance import running_code_version
 from bench.registry import RUNNERS
@@ -236,6 +237,10 @@ def _joint_label(runs: list[tuple[RunSpec, Path]]) -> str:
     return f"joint metrics | {runs[0][0].task} | seed {runs[0][0].seed}"
 
 
+#: torch threads (and Slurm CPUs) of a run on a cluster when --cpus-per-run is not given
+SLURM_CPUS = 4
+
+
 @dataclass(frozen=True)
 class Isolation:
     """How runs are run: each in a process of its own (the default; :mod:`bench.jobs`), at most ``jobs`` at once,
@@ -248,6 +253,7 @@ class Isolation:
     time_limit_min: float | None = None
     stall_limit_min: float | None = None
     threads: int | None = None
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
     def limits(self, spec: RunSpec):
         from bench.jobs import Limits
@@ -262,7 +268,21 @@ def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultSto
           spec_of: Callable[[Any], RunSpec]):
     """``fn(item, out, store, **opts)`` for each item: each in a worker process of its own (:mod:`bench.jobs`),
     where an item whose worker died, exited or overran its limits gets ``on_death(item, reason)``; or, with
-    ``how.isolate`` off, in this process one after the other."""
+    ``how.isolate`` off, in this process one after the other; or as submitit jobs (:mod:`bench.executors`)."""
+    if how.executor.name != "local" and items:
+        from bench.executors import map_submitit, worker_setup
+        from bench.jobs import threads_per_job
+
+        def timeout_min(item: Any) -> float | None:
+            wall = how.limits(spec_of(item)).wall_s
+            return None if wall is None else wall / 60
+        threads = how.executor.cpus_per_run or (threads_per_job(how.jobs, how.threads)
+                                                if how.executor.name == "submitit-local" else SLURM_CPUS)
+        yield from map_submitit(fn, items, out, store.path, opts, ex=how.executor,
+                                workers=how.jobs if how.jobs > 1 or how.executor.name == "submitit-local" else None,
+                                setup=worker_setup(threads), describe=describe, on_death=on_death,
+                                timeout_min=timeout_min)
+        return
     if how.isolate and items:
         from bench.jobs import run_parallel
         yield from run_parallel(fn, items, out, store.path, jobs=how.jobs, on_death=on_death, describe=describe,

@@ -33,6 +33,7 @@ from bench.runspec import expand
 
 if TYPE_CHECKING:  # pragma: no cover
     from bench.config import Suite
+    from bench.executors import ExecutorOptions
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,14 @@ def holds_results(out: Path) -> bool:
 
 
 def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: list[str] | None = None,
-              seeds: list[int] | None = None, tasks: list[str] | None = None, device: torch.device, deterministic: bool = False,
-              resume: bool = False, progress: bool = True, force_resume: bool = False,
+              seeds: list[int] | None = None, tasks: list[str] | None = None, device: torch.device,
+              deterministic: bool = False, resume: bool = False, progress: bool = True, force_resume: bool = False,
               leaderboard: LeaderboardWriter | None = None, jobs: int = 1, isolate: bool = True,
-              time_limit_min: float | None = None, stall_limit_min: float | None = None) -> SuiteReport:
+              time_limit_min: float | None = None, stall_limit_min: float | None = None,
+              executor: "ExecutorOptions | None" = None) -> SuiteReport:
     """Train and score every selected run, each in a process of its own unless ``isolate`` is off (see
-    :class:`bench.runners.Isolation`), then write the leaderboard."""
+    :class:`bench.runners.Isolation`), or each as a cluster job (``executor``, :mod:`bench.executors`), then
+    write the leaderboard."""
     from bench.runners import Isolation
     out = Path(out)
     if int(jobs) < 1:
@@ -73,8 +76,13 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
         if v is not None and not v > 0:
             raise ConfigError(f"{name} must be positive minutes, not {v}")
     threads = torch.get_num_threads()
+    from bench.executors import ExecutorOptions, check
+    executor = executor or ExecutorOptions()
+    check(executor)
+    if executor.name != "local" and not isolate:
+        raise ConfigError(f"--in-process runs everything in this process; it cannot go with --executor {executor.name}")
     isolation = Isolation(jobs=int(jobs), isolate=isolate, time_limit_min=time_limit_min,
-                          stall_limit_min=stall_limit_min, threads=threads)
+                          stall_limit_min=stall_limit_min, threads=threads, executor=executor)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     pname = profile or suite.suite.default_profile

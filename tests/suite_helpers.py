@@ -102,3 +102,17 @@ def run_smoke(suite: str, out: Path, *, rows: int, claims: int):
     judged = pd.read_csv(out / "claims.csv")
     assert len(judged) == claims and set(judged["verdict"]) <= set(VERDICTS)
     return board
+
+
+#: two rows x two seeds of a suite with a joint metric (NRDS), one thread: the records of a parallel or
+#: cluster run must equal those of one process (tests/test_jobs.py, tests/test_executors.py)
+PARALLEL_ARGS = ("decoupled-table2-mnist", "--profile", "smoke", "--seeds", "2", "--rows",
+                 "ED+GAN coupled w=0.001,ED//GAN decoupled w=1", "--no-progress", "--threads", "1")
+
+
+def ok_values(out: Path):
+    """The ok records of ``out``'s store as (row, seed, metric, value), sorted: what two runs must agree on."""
+    from bench.results import ResultStore
+    f = ResultStore(out / "results.sqlite").frame()
+    f = f[f["status"] == "ok"][["row", "seed", "metric", "value"]]
+    return f.sort_values(["row", "seed", "metric"]).reset_index(drop=True)

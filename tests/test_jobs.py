@@ -10,17 +10,7 @@ import pytest
 
 from bench.jobs import threads_per_job
 from bench.results import ResultStore
-from suite_helpers import bench
-
-ROWS = "ED+GAN coupled w=0.001,ED//GAN decoupled w=1"
-ARGS = ("decoupled-table2-mnist", "--profile", "smoke", "--seeds", "2", "--rows", ROWS, "--no-progress",
-        "--threads", "1")
-
-
-def _values(out: Path) -> pd.DataFrame:
-    f = ResultStore(out / "results.sqlite").frame()
-    f = f[f["status"] == "ok"][["row", "seed", "metric", "value"]]
-    return f.sort_values(["row", "seed", "metric"]).reset_index(drop=True)
+from suite_helpers import PARALLEL_ARGS, bench, ok_values
 
 
 def test_threads_are_shared_between_jobs():
@@ -31,17 +21,17 @@ def test_threads_are_shared_between_jobs():
 
 def test_two_jobs_give_the_records_of_one_and_a_dead_worker_costs_only_its_run(tmp_path: Path):
     one, two = tmp_path / "one", tmp_path / "two"
-    bench("run", *ARGS, "--out", str(one), check=True)
+    bench("run", *PARALLEL_ARGS, "--out", str(one), check=True)
     # every worker kills itself (SIGKILL) at its 5th training step: each run is recorded failed, nothing else is lost
-    r = bench("run", *ARGS, "--jobs", "2", "--out", str(two), env={"BENCH_FAILPOINT": "train-step:5"})
+    r = bench("run", *PARALLEL_ARGS, "--jobs", "2", "--out", str(two), env={"BENCH_FAILPOINT": "train-step:5"})
     assert r.returncode == 0, r.stderr
     failed = ResultStore(two / "results.sqlite").frame()
     failed = failed[failed["status"] == "failed"]
     assert len(failed) == 4 and failed["reason"].str.contains("worker process died").all()
     assert "--resume" in failed["reason"].iloc[0]
-    r = bench("run", *ARGS, "--jobs", "2", "--out", str(two), "--resume", check=True)
+    r = bench("run", *PARALLEL_ARGS, "--jobs", "2", "--out", str(two), "--resume", check=True)
     assert "4 run(s) done, 0 skipped, 0 failed" in r.stdout
-    a, b = _values(one), _values(two)
+    a, b = ok_values(one), ok_values(two)
     assert len(a) > 0 and set(a["metric"]) >= {"nrds", "l1"}
     pd.testing.assert_frame_equal(a, b)        # one thread everywhere: bit-identical, NRDS over both jobs' models
     for row in ("ed-gan-coupled-w-0-001", "ed-gan-decoupled-w-1"):

@@ -1,0 +1,193 @@
+"""Where a suite's runs execute: one interface, the engines this field already uses behind it.
+
+A suite's runs (and then its joint-metric groups) are items handed to ``fn(item, out, store, **opts)``, a
+module-level function (:func:`bench.runners.run_one`, :func:`bench.runners.run_joint`) that trains and
+scores one item, writes its run folder and appends its records to the store. An executor runs ``fn`` on
+every item and yields the results in the order of the items; an item whose worker died, raised past ``fn``,
+or overran its limits gets ``on_death(item, reason)`` (which records the failure) instead, and the other
+items go on. Nothing is lost or done twice by a retry: ``fn`` with ``resume`` continues a run from its newest
+checkpoint and skips one already scored.
+
+- ``local`` (the default): each item in a worker process of this machine, ``--jobs N`` at once
+  (:mod:`bench.jobs`), or in this process with ``--in-process``.
+- ``slurm``: each item a Slurm job through submitit (partition, time, GPUs per run as options), at most
+  ``--jobs N`` queued at once (default: all). A job that Slurm preempts or times out is requeued by submitit
+  and continues from its newest checkpoint (:class:`RunTask`'s ``checkpoint``). submitit is an optional extra
+  (``pip install 'cgan-bench[cluster]'``).
+- ``submitit-local``: the same jobs as subprocesses of this machine through submitit's local executor, to try
+  a Slurm set-up (pickling, plug-ins, the store) without a cluster.
+
+Workers of every engine append to the one SQLite results store, which must be on a file system all of them
+reach with working locks (a node-local disk for ``submitit-local``; on a cluster, a shared file system whose
+locks SQLite trusts, see :mod:`bench.results`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+#: how often the command looks at its submitit jobs (seconds)
+POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """The engine and its settings: ``name`` (one of :data:`EXECUTORS`), ``gpus_per_run``, the Slurm
+    ``partition`` and extra ``slurm`` parameters (submitit's ``slurm_*`` names without the prefix, e.g.
+    ``{"account": "lab", "qos": "high"}``), ``cpus_per_run`` and the ``folder`` for submitit's logs (default:
+    ``OUT/submitit``)."""
+    name: str = "local"
+    gpus_per_run: int = 0
+    cpus_per_run: int | None = None
+    partition: str | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            raise ConfigError(f"--executor {self.name!r} is not one of {', '.join(EXECUTORS)}")
+        if self.gpus_per_run < 0:
+            raise ConfigError(f"--gpus-per-run must be 0 or more, not {self.gpus_per_run}")
+        if self.name != "slurm" and (self.partition or self.slurm):
+            raise ConfigError("--partition and --slurm set Slurm jobs: add --executor slurm")
+        if self.name == "local" and self.gpus_per_run:
+            raise ConfigError("--gpus-per-run sizes submitit jobs; local workers share this machine's GPUs "
+                              "(CUDA_VISIBLE_DEVICES chooses them)")
+
+
+def check(ex: ExecutorOptions) -> None:
+    """Before any work: submitit is installed where the executor needs it, and every ``--slurm`` key is one of
+    submitit's Slurm parameters."""
+    if ex.name == "local":
+        return
+    submitit = submitit_module()
+    valid = set(submitit.SlurmExecutor._valid_parameters())
+    unknown = sorted(set(ex.slurm) - valid)
+    if unknown:
+        raise ConfigError(f"--slurm {unknown[0]}=...: not a Slurm parameter submitit knows; it knows: "
+                          f"{', '.join(sorted(valid))}")
+
+
+def submitit_module():
+    """submitit, or a one-line error saying how to install it."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--executor slurm / submitit-local need submitit: pip install 'cgan-bench[cluster]' "
+                          "(or pip install submitit)") from None
+    return submitit
+
+
+class RunTask:
+    """One item as a submitit job: ``fn(item, out, ResultStore(store), **opts)`` in the job's process, after
+    the same set-up as a local worker (plug-ins, threads, the command's code version). Preempted or timed out,
+    submitit calls :meth:`checkpoint` and requeues the job, which then resumes the run from its newest
+    checkpoint (``resume=True``) instead of starting it again."""
+
+    def __init__(self, fn: Callable[..., Any], setup: Any):
+        self.fn = fn
+        self.setup = setup
+
+    def __call__(self, item: Any, out: str, store: str, opts: dict[str, Any]) -> Any:
+        import torch
+
+        from bench.provenance import adopt_code_version
+        from bench.registry import load_builtins, load_plugin
+        from bench.results import ResultStore
+        logging.basicConfig(level=self.setup.log_level, format="%(levelname)s %(name)s [job %(process)d]: %(message)s")
+        if self.setup.code_version is not None:
+            adopt_code_version(self.setup.code_version)
+        torch.set_num_threads(self.setup.threads)
+        load_builtins()
+        for m in self.setup.plugins:
+            load_plugin(m)
+        return self.fn(item, Path(out), ResultStore(store), **opts)
+
+    def checkpoint(self, item: Any, out: str, store: str, opts: dict[str, Any]):
+        submitit = submitit_module()
+        again = dict(opts)
+        if "resume" in again:
+            again["resume"] = True
+        return submitit.helpers.DelayedSubmission(self, item, out, store, again)
+
+
+def _job_parameters(ex: ExecutorOptions, timeout_min: float | None, threads: int) -> dict[str, Any]:
+    """submitit's ``update_parameters`` for one run: AutoExecutor's cluster-neutral names, Slurm's with
+    ``slurm_``."""
+    p: dict[str, Any] = {"nodes": 1, "tasks_per_node": 1, "cpus_per_task": ex.cpus_per_run or threads,
+                         "name": "cgan-bench"}
+    if ex.gpus_per_run:
+        p["gpus_per_node"] = ex.gpus_per_run
+    if timeout_min is not None:
+        p["timeout_min"] = max(1, int(timeout_min + 0.999))
+    if ex.name == "slurm":
+        if ex.partition:
+            p["slurm_partition"] = ex.partition
+        p.update({f"slurm_{k}": v for k, v in ex.slurm.items()})
+    return p
+
+
+def _failure(job: Any, e: BaseException, what: str) -> str:
+    """A failed submitit job's reason in one line: its exception's last line, and where its log is."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    last = lines[-1] if lines else type(e).__name__
+    return f"its {what} job {job.job_id} failed ({last}); log: {job.paths.stderr}; rerun with --resume to retry it"
+
+
+def map_submitit(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, opts: dict[str, Any], *,
+                 ex: ExecutorOptions, workers: int | None, setup: Any, describe: Callable[[Any], str],
+                 on_death: Callable[[Any, str], Any], timeout_min: Callable[[Any], float | None]) -> Iterator[Any]:
+    """Each item as a submitit job (at most ``workers`` submitted and not yet done at once, all when None);
+    the results in the order of the items."""
+    submitit = submitit_module()
+    folder = Path(ex.folder or Path(out) / "submitit")
+    cluster = "local" if ex.name == "submitit-local" else "slurm"
+    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
+    task = RunTask(fn, setup)
+    limit = len(items) if not workers else max(1, workers)
+    results: dict[int, Any] = {}
+    queue = list(range(len(items)))
+    running: dict[int, Any] = {}
+    nxt = 0
+    while nxt < len(items):
+        while queue and len(running) < limit:
+            i = queue.pop(0)
+            executor.update_parameters(**_job_parameters(ex, timeout_min(items[i]), setup.threads))
+            running[i] = executor.submit(task, items[i], str(out), str(store), opts)
+            log.info("%s: submitted as job %s", describe(items[i]), running[i].job_id)
+        for i, job in list(running.items()):
+            if not job.done():
+                continue
+            running.pop(i)
+            try:
+                results[i] = job.result()
+            except Exception as e:  # noqa: BLE001 - the job's failure (raised, killed, timed out) costs its item
+                reason = _failure(job, e, cluster)
+                log.warning("%s failed: %s", describe(items[i]), reason)
+                results[i] = on_death(items[i], reason)
+        while nxt in results:
+            yield results.pop(nxt)
+            nxt += 1
+        if nxt < len(items):
+            time.sleep(POLL_S)
+
+
+def worker_setup(threads: int) -> Any:
+    """What a submitit job needs from the command (the same as a fresh local worker): plug-ins, threads, log
+    level and code version."""
+    from bench.jobs import WorkerSetup
+    from bench.provenance import running_code_version
+    from bench.registry import loaded_plugins
+    return WorkerSetup(plugins=tuple(p["module"] for p in loaded_plugins()), threads=max(1, threads),
+                       log_level=logging.getLogger().level, parent=os.getpid(), fresh=True,
+                       code_version=running_code_version())
