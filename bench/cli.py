@@ -101,7 +101,7 @@ def _tasks(suite, values: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(out))
 
 
-EXECUTOR_CHOICES = ("local", "slurm", "submitit-local")     # bench.executors.EXECUTORS (not imported for --help)
+EXECUTOR_CHOICES = ("local", "slurm", "submitit-local", "ray")     # bench.executors.EXECUTORS (not imported for --help)
 
 
 def _executor(args: argparse.Namespace):
@@ -113,7 +113,7 @@ def _executor(args: argparse.Namespace):
             raise ConfigError(f"--slurm {kv!r}: give KEY=VALUE, e.g. --slurm account=lab")
         extra[k.strip().removeprefix("slurm_")] = v
     return ExecutorOptions(name=args.executor, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
-                           partition=args.partition, slurm=extra)
+                           partition=args.partition, slurm=extra, address=args.ray_address)
 
 
 MAX_SEEDS = 10_000
@@ -490,11 +490,14 @@ def parser() -> argparse.ArgumentParser:
                         "a process of its own, so a plug-in's exit, crash, hang or global state costs its row only")
     s.add_argument("--executor", default="local", choices=EXECUTOR_CHOICES,
                    help="where runs execute: local worker processes (default), Slurm jobs through submitit "
-                        "(--jobs N: at most N queued at once), or submitit's local executor (a Slurm set-up tried "
-                        "on this machine)")
-    s.add_argument("--gpus-per-run", type=int, default=0, metavar="K", help="GPUs per Slurm job (default 0)")
+                        "(--jobs N: at most N queued at once), submitit's local executor (a Slurm set-up tried "
+                        "on this machine), or Ray tasks (--ray-address, else RAY_ADDRESS, else a local Ray)")
+    s.add_argument("--gpus-per-run", type=int, default=0, metavar="K",
+                   help="GPUs per Slurm job or Ray task (default 0)")
     s.add_argument("--cpus-per-run", type=int, metavar="C",
-                   help="CPUs (and torch threads) per submitit job (default: 4 on Slurm, threads / --jobs locally)")
+                   help="CPUs (and torch threads) per Slurm job or Ray task (default: 4 on a cluster, threads / "
+                        "--jobs on this machine)")
+    s.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster to run on (e.g. ray://head:10001)")
     s.add_argument("--partition", help="Slurm partition of the jobs")
     s.add_argument("--slurm", action="append", metavar="KEY=VALUE", default=[],
                    help="another submitit Slurm parameter, repeated (e.g. --slurm account=lab --slurm qos=high)")

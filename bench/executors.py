@@ -16,8 +16,12 @@ checkpoint and skips one already scored.
   (``pip install 'cgan-bench[cluster]'``).
 - ``submitit-local``: the same jobs as subprocesses of this machine through submitit's local executor, to try
   a Slurm set-up (pickling, plug-ins, the store) without a cluster.
+- ``ray``: each item a Ray task (``--ray-address``, else ``RAY_ADDRESS``, else a local Ray started for the
+  command) with ``--cpus-per-run`` CPUs and ``--gpus-per-run`` GPUs, a fresh worker process per task, cancelled
+  past the run's wall-time limit; ray is in the same extra.
 
-Workers of every engine append to the one SQLite results store, which must be on a file system all of them
+The engines share one loop (:func:`_windowed`: submit, collect, fail an item, in the items' order). Workers of
+every engine append to the one SQLite results store, which must be on a file system all of them
 reach with working locks (a node-local disk for ``submitit-local``; on a cluster, a shared file system whose
 locks SQLite trusts, see :mod:`bench.results`).
 """
@@ -35,7 +39,7 @@ from bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "slurm", "submitit-local")
+EXECUTORS = ("local", "slurm", "submitit-local", "ray")
 #: how often the command looks at its submitit jobs (seconds)
 POLL_S = 2.0
 
@@ -52,6 +56,7 @@ class ExecutorOptions:
     partition: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
     folder: Path | None = None
+    address: str | None = None
 
     def __post_init__(self) -> None:
         if self.name not in EXECUTORS:
@@ -61,14 +66,19 @@ class ExecutorOptions:
         if self.name != "slurm" and (self.partition or self.slurm):
             raise ConfigError("--partition and --slurm set Slurm jobs: add --executor slurm")
         if self.name == "local" and self.gpus_per_run:
-            raise ConfigError("--gpus-per-run sizes submitit jobs; local workers share this machine's GPUs "
-                              "(CUDA_VISIBLE_DEVICES chooses them)")
+            raise ConfigError("--gpus-per-run sizes submitit jobs and Ray tasks; local workers share this machine's "
+                              "GPUs (CUDA_VISIBLE_DEVICES chooses them)")
+        if self.address and self.name != "ray":
+            raise ConfigError("--ray-address names a Ray cluster: add --executor ray")
 
 
 def check(ex: ExecutorOptions) -> None:
     """Before any work: submitit is installed where the executor needs it, and every ``--slurm`` key is one of
     submitit's Slurm parameters."""
     if ex.name == "local":
+        return
+    if ex.name == "ray":
+        ray_module()
         return
     submitit = submitit_module()
     valid = set(submitit.SlurmExecutor._valid_parameters())
@@ -144,42 +154,141 @@ def _failure(job: Any, e: BaseException, what: str) -> str:
     return f"its {what} job {job.job_id} failed ({last}); log: {job.paths.stderr}; rerun with --resume to retry it"
 
 
+@dataclass
+class _Engine:
+    """How one engine submits an item, finds the ones done, reads a result (raising the item's failure),
+    explains a failure in one line, and ends an item that overran its time (None: the engine enforces it)."""
+    submit: Callable[[Any], Any]
+    done: Callable[[list[Any]], list[Any]]
+    result: Callable[[Any], Any]
+    reason: Callable[[Any, BaseException], str]
+    cancel: Callable[[Any], None] | None = None
+
+
+def _windowed(items: list[Any], limit: int, engine: _Engine, *, describe: Callable[[Any], str],
+              on_death: Callable[[Any, str], Any], wall_s: Callable[[Any], float | None]) -> Iterator[Any]:
+    """Each item through ``engine``, at most ``limit`` submitted and not done at once; the results in the order
+    of the items, an item that failed (or overran ``wall_s``, where the engine cannot enforce it) replaced by
+    ``on_death(item, reason)``."""
+    results: dict[int, Any] = {}
+    queue = list(range(len(items)))
+    running: dict[int, tuple[Any, float]] = {}
+    nxt = 0
+    while nxt < len(items):
+        while queue and len(running) < limit:
+            i = queue.pop(0)
+            running[i] = (engine.submit(items[i]), time.monotonic())
+        handles = {id(h): i for i, (h, _) in running.items()}
+        for h in engine.done([h for h, _ in running.values()]) if running else []:
+            i = handles[id(h)]
+            running.pop(i)
+            try:
+                results[i] = engine.result(h)
+            except Exception as e:  # noqa: BLE001 - the item's failure (raised, killed, timed out) costs its item
+                why = engine.reason(h, e)
+                log.warning("%s failed: %s", describe(items[i]), why)
+                results[i] = on_death(items[i], why)
+        now = time.monotonic()
+        for i, (h, t0) in list(running.items()):
+            limit_s = wall_s(items[i]) if engine.cancel is not None else None
+            if limit_s is not None and now - t0 > limit_s:
+                engine.cancel(h)
+                running.pop(i)
+                why = (f"it ran past its wall-time limit ({limit_s / 60:.3g} min) and was cancelled; rerun with "
+                       "--resume to continue it from its newest checkpoint")
+                log.warning("%s failed: %s", describe(items[i]), why)
+                results[i] = on_death(items[i], why)
+        while nxt in results:
+            yield results.pop(nxt)
+            nxt += 1
+
+
 def map_submitit(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, opts: dict[str, Any], *,
                  ex: ExecutorOptions, workers: int | None, setup: Any, describe: Callable[[Any], str],
                  on_death: Callable[[Any, str], Any], timeout_min: Callable[[Any], float | None]) -> Iterator[Any]:
     """Each item as a submitit job (at most ``workers`` submitted and not yet done at once, all when None);
-    the results in the order of the items."""
+    the results in the order of the items. The job's time limit is the run's wall-time limit."""
     submitit = submitit_module()
     folder = Path(ex.folder or Path(out) / "submitit")
     cluster = "local" if ex.name == "submitit-local" else "slurm"
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
     task = RunTask(fn, setup)
-    limit = len(items) if not workers else max(1, workers)
-    results: dict[int, Any] = {}
-    queue = list(range(len(items)))
-    running: dict[int, Any] = {}
-    nxt = 0
-    while nxt < len(items):
-        while queue and len(running) < limit:
-            i = queue.pop(0)
-            executor.update_parameters(**_job_parameters(ex, timeout_min(items[i]), setup.threads))
-            running[i] = executor.submit(task, items[i], str(out), str(store), opts)
-            log.info("%s: submitted as job %s", describe(items[i]), running[i].job_id)
-        for i, job in list(running.items()):
-            if not job.done():
-                continue
-            running.pop(i)
-            try:
-                results[i] = job.result()
-            except Exception as e:  # noqa: BLE001 - the job's failure (raised, killed, timed out) costs its item
-                reason = _failure(job, e, cluster)
-                log.warning("%s failed: %s", describe(items[i]), reason)
-                results[i] = on_death(items[i], reason)
-        while nxt in results:
-            yield results.pop(nxt)
-            nxt += 1
-        if nxt < len(items):
+
+    def submit(item: Any) -> Any:
+        executor.update_parameters(**_job_parameters(ex, timeout_min(item), setup.threads))
+        job = executor.submit(task, item, str(out), str(store), opts)
+        log.info("%s: submitted as job %s", describe(item), job.job_id)
+        return job
+
+    def done(jobs: list[Any]) -> list[Any]:
+        ready = [j for j in jobs if j.done()]
+        if not ready:
             time.sleep(POLL_S)
+        return ready
+
+    engine = _Engine(submit=submit, done=done, result=lambda j: j.result(),
+                     reason=lambda j, e: _failure(j, e, cluster))
+    yield from _windowed(items, len(items) if not workers else max(1, workers), engine, describe=describe,
+                         on_death=on_death, wall_s=lambda item: None)
+
+
+def _ray_call(task: "RunTask", item: Any, out: str, store: str, opts: dict[str, Any]) -> Any:
+    return task(item, out, store, opts)
+
+
+def map_ray(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, opts: dict[str, Any], *,
+            ex: ExecutorOptions, workers: int | None, setup: Any, describe: Callable[[Any], str],
+            on_death: Callable[[Any, str], Any], timeout_min: Callable[[Any], float | None]) -> Iterator[Any]:
+    """Each item as a Ray task on the cluster at ``ex.address`` (else ``RAY_ADDRESS``, else a local one started
+    for this command): ``setup.threads`` CPUs and ``ex.gpus_per_run`` GPUs each, a fresh worker process per task
+    (``max_calls=1``: no state leaks between runs), no retries (``--resume`` retries, from the checkpoint), and
+    cancelled past the run's wall-time limit."""
+    ray = ray_module()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=ex.address or None, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    remote = ray.remote(max_calls=1)(_ray_call).options(num_cpus=setup.threads, num_gpus=ex.gpus_per_run,
+                                                        max_retries=0)
+    task = RunTask(fn, setup)
+
+    def submit(item: Any) -> Any:
+        return remote.remote(task, item, str(out), str(store), opts)
+
+    def done(refs: list[Any]) -> list[Any]:
+        ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_S)
+        return ready
+
+    def reason(ref: Any, e: BaseException) -> str:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Traceback")]
+        what = lines[-1] if lines else type(e).__name__
+        return f"its Ray task failed ({type(e).__name__}: {what[:300]}); rerun with --resume to retry it"
+
+    engine = _Engine(submit=submit, done=done, result=ray.get, reason=reason,
+                     cancel=lambda ref: ray.cancel(ref, force=True))
+    wall = {}
+
+    def wall_s(item: Any) -> float | None:
+        if id(item) not in wall:
+            t = timeout_min(item)
+            wall[id(item)] = None if t is None else 60 * t
+        return wall[id(item)]
+    try:
+        yield from _windowed(items, len(items) if not workers else max(1, workers), engine, describe=describe,
+                             on_death=on_death, wall_s=wall_s)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def ray_module():
+    """ray, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs ray: pip install 'cgan-bench[cluster]' (or pip install 'ray>=2.9')"
+                          ) from None
+    return ray
 
 
 def worker_setup(threads: int) -> Any:

@@ -237,8 +237,8 @@ def _joint_label(runs: list[tuple[RunSpec, Path]]) -> str:
     return f"joint metrics | {runs[0][0].task} | seed {runs[0][0].seed}"
 
 
-#: torch threads (and Slurm CPUs) of a run on a cluster when --cpus-per-run is not given
-SLURM_CPUS = 4
+#: torch threads (and the CPUs asked of Slurm or Ray) of a run on a cluster when --cpus-per-run is not given
+CLUSTER_CPUS = 4
 
 
 @dataclass(frozen=True)
@@ -270,18 +270,18 @@ def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultSto
     where an item whose worker died, exited or overran its limits gets ``on_death(item, reason)``; or, with
     ``how.isolate`` off, in this process one after the other; or as submitit jobs (:mod:`bench.executors`)."""
     if how.executor.name != "local" and items:
-        from bench.executors import map_submitit, worker_setup
+        from bench.executors import map_ray, map_submitit, worker_setup
         from bench.jobs import threads_per_job
 
         def timeout_min(item: Any) -> float | None:
             wall = how.limits(spec_of(item)).wall_s
             return None if wall is None else wall / 60
-        threads = how.executor.cpus_per_run or (threads_per_job(how.jobs, how.threads)
-                                                if how.executor.name == "submitit-local" else SLURM_CPUS)
-        yield from map_submitit(fn, items, out, store.path, opts, ex=how.executor,
-                                workers=how.jobs if how.jobs > 1 or how.executor.name == "submitit-local" else None,
-                                setup=worker_setup(threads), describe=describe, on_death=on_death,
-                                timeout_min=timeout_min)
+        here = how.executor.name == "submitit-local" or (how.executor.name == "ray" and not how.executor.address)
+        threads = how.executor.cpus_per_run or (threads_per_job(how.jobs, how.threads) if here else CLUSTER_CPUS)
+        engine = map_ray if how.executor.name == "ray" else map_submitit
+        yield from engine(fn, items, out, store.path, opts, ex=how.executor,
+                          workers=how.jobs if how.jobs > 1 or here else None, setup=worker_setup(threads),
+                          describe=describe, on_death=on_death, timeout_min=timeout_min)
         return
     if how.isolate and items:
         from bench.jobs import run_parallel

@@ -1,6 +1,6 @@
-"""``bench run --executor``: runs as submitit jobs give the records one process gives (joint metrics included),
-a job that dies costs its run only and ``--resume`` retries it; a preempted job is requeued as a resume; the
-Slurm parameters a user gives reach submitit."""
+"""``bench run --executor``: runs as submitit jobs or Ray tasks give the records one process gives (joint metrics
+included), a job that dies costs its run only and ``--resume`` retries it; a preempted job is requeued as a
+resume; the Slurm parameters a user gives reach submitit."""
 
 from __future__ import annotations
 
@@ -17,23 +17,39 @@ from suite_helpers import PARALLEL_ARGS, bench, ok_values
 submitit = pytest.importorskip("submitit", reason="submitit is the test extra's (pip install -e '.[test]')")
 
 
-def test_submitit_jobs_give_the_records_of_one_process_and_a_killed_job_is_retried(tmp_path: Path):
-    one, sub = tmp_path / "one", tmp_path / "sub"
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> pd.DataFrame:
+    one = tmp_path_factory.mktemp("one")
     bench("run", *PARALLEL_ARGS, "--out", str(one), check=True)
-    # every job kills itself (SIGKILL) at its 5th training step: each run is recorded failed, nothing else is lost
-    r = bench("run", *PARALLEL_ARGS, "--executor", "submitit-local", "--jobs", "2", "--out", str(sub),
-              env={"BENCH_FAILPOINT": "train-step:5"})
+    values = ok_values(one)
+    assert len(values) > 0 and set(values["metric"]) >= {"nrds", "l1"}
+    return values
+
+
+def _killed_then_resumed(out: Path, executor: str, failure: str, one: pd.DataFrame) -> None:
+    """Every job kills itself (SIGKILL) at its 5th training step: each run is recorded failed with a one-line
+    reason, nothing else is lost; ``--resume`` then gives the records of one process (one thread everywhere:
+    bit-identical, NRDS over both jobs' models)."""
+    args = (*PARALLEL_ARGS, "--executor", executor, "--jobs", "2", "--out", str(out))
+    r = bench("run", *args, env={"BENCH_FAILPOINT": "train-step:5"})
     assert r.returncode == 0, r.stderr
-    failed = ResultStore(sub / "results.sqlite").frame()
+    failed = ResultStore(out / "results.sqlite").frame()
     failed = failed[failed["status"] == "failed"]
-    assert len(failed) == 4 and failed["reason"].str.contains("its local job .* failed", regex=True).all()
+    assert len(failed) == 4 and failed["reason"].str.contains(failure, regex=True).all(), failed["reason"].tolist()
     assert failed["reason"].str.contains("--resume").all() and "\n" not in "".join(failed["reason"])
-    r = bench("run", *PARALLEL_ARGS, "--executor", "submitit-local", "--jobs", "2", "--out", str(sub), "--resume", check=True)
+    r = bench("run", *args, "--resume", check=True)
     assert "4 run(s) done, 0 skipped, 0 failed" in r.stdout
-    a, b = ok_values(one), ok_values(sub)
-    assert len(a) > 0 and set(a["metric"]) >= {"nrds", "l1"}
-    pd.testing.assert_frame_equal(a, b)        # one thread everywhere: bit-identical, NRDS over both jobs' models
-    assert any((sub / "submitit").rglob("*_log.err"))                   # submitit's own logs, per job
+    pd.testing.assert_frame_equal(one, ok_values(out))
+
+
+def test_submitit_jobs_give_the_records_of_one_process_and_a_killed_job_is_retried(tmp_path: Path, one_process):
+    _killed_then_resumed(tmp_path / "sub", "submitit-local", "its local job .* failed", one_process)
+    assert any((tmp_path / "sub" / "submitit").rglob("*_log.err"))         # submitit's own logs, per job
+
+
+def test_ray_tasks_give_the_records_of_one_process_and_a_crashed_task_is_retried(tmp_path: Path, one_process):
+    pytest.importorskip("ray", reason="ray is the test extra's (pip install -e '.[test]')")
+    _killed_then_resumed(tmp_path / "ray", "ray", "its Ray task failed .*WorkerCrashedError", one_process)
 
 
 def test_a_preempted_job_is_requeued_as_a_resume_of_the_same_item():
@@ -62,6 +78,7 @@ def test_the_slurm_parameters_reach_submitit_by_its_names():
     ({"partition": "gpu"}, "--partition and --slurm set Slurm jobs: add --executor slurm"),
     ({"gpus_per_run": 1}, "--gpus-per-run sizes submitit jobs"),
     ({"name": "slurm", "gpus_per_run": -1}, "--gpus-per-run must be 0 or more"),
+    ({"name": "slurm", "address": "ray://head:10001"}, "--ray-address names a Ray cluster: add --executor ray"),
 ])
 def test_bad_executor_options_are_one_line_errors(kw, msg):
     with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
