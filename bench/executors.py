@@ -20,10 +20,10 @@ checkpoint and skips one already scored.
   command) with ``--cpus-per-run`` CPUs and ``--gpus-per-run`` GPUs, a fresh worker process per task, cancelled
   past the run's wall-time limit; ray is in the same extra.
 
-The engines share one loop (:func:`_windowed`: submit, collect, fail an item, in the items' order). Workers of
-every engine append to the one SQLite results store, which must be on a file system all of them
-reach with working locks (a node-local disk for ``submitit-local``; on a cluster, a shared file system whose
-locks SQLite trusts, see :mod:`bench.results`).
+The engines share one loop (:func:`_windowed`: submit, collect, fail an item, in the items' order). Their
+workers never write the SQLite store (unsafe from several hosts): they read a snapshot of it and spool their
+records to files that the command ingests exactly once (:mod:`bench.spool`), so the output folder only needs
+to be on a file system every worker can reach.
 """
 
 from __future__ import annotations
@@ -99,14 +99,17 @@ def submitit_module():
 
 
 class RunTask:
-    """One item as a submitit job: ``fn(item, out, ResultStore(store), **opts)`` in the job's process, after
-    the same set-up as a local worker (plug-ins, threads, the command's code version). Preempted or timed out,
+    """One item as a submitit job or Ray task: ``fn(item, out, store, **opts)`` in the job's process, after
+    the same set-up as a local worker (plug-ins, threads, the command's code version), its store the
+    command's snapshot for reading and spool files for writing (:mod:`bench.spool`; ``spooled=False``: the
+    store itself). Preempted or timed out,
     submitit calls :meth:`checkpoint` and requeues the job, which then resumes the run from its newest
     checkpoint (``resume=True``) instead of starting it again."""
 
-    def __init__(self, fn: Callable[..., Any], setup: Any):
+    def __init__(self, fn: Callable[..., Any], setup: Any, spooled: bool = True):
         self.fn = fn
         self.setup = setup
+        self.spooled = spooled
 
     def __call__(self, item: Any, out: str, store: str, opts: dict[str, Any]) -> Any:
         import torch
@@ -114,6 +117,7 @@ class RunTask:
         from bench.provenance import adopt_code_version
         from bench.registry import load_builtins, load_plugin
         from bench.results import ResultStore
+        from bench.spool import SNAPSHOT, SpooledStore, spool_dir
         logging.basicConfig(level=self.setup.log_level, format="%(levelname)s %(name)s [job %(process)d]: %(message)s")
         if self.setup.code_version is not None:
             adopt_code_version(self.setup.code_version)
@@ -121,7 +125,9 @@ class RunTask:
         load_builtins()
         for m in self.setup.plugins:
             load_plugin(m)
-        return self.fn(item, Path(out), ResultStore(store), **opts)
+        spool = spool_dir(out)
+        writer = SpooledStore(spool / SNAPSHOT, spool) if self.spooled else ResultStore(store)
+        return self.fn(item, Path(out), writer, **opts)
 
     def checkpoint(self, item: Any, out: str, store: str, opts: dict[str, Any]):
         submitit = submitit_module()

@@ -8,7 +8,8 @@ UPDATE or DELETE, so the history cannot be rewritten by accident.
 
 Several processes may append at once (WAL mode, ``BEGIN IMMEDIATE`` transactions, a busy
 timeout and retries on "database is locked"). The file must be on a local file system:
-SQLite's WAL mode does not work over network file systems.
+SQLite's WAL mode does not work over network file systems; workers on other hosts spool their records
+to files that the command ingests (:mod:`bench.spool`, the ``ingested`` table).
 """
 
 from __future__ import annotations
@@ -124,6 +125,16 @@ _SCHEMA = [
     f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {col} = NEW.{col}) "
     f"BEGIN SELECT RAISE(ABORT, '{table} are append-only: {col} exists already'); END"
     for table, col in (("results", "id"), ("protocols", "hash"))
+]
+
+
+#: spool files already ingested (bench.spool), made on first use; append-only like the rest
+_INGESTED = [
+    "CREATE TABLE IF NOT EXISTS ingested (name TEXT PRIMARY KEY, added TEXT NOT NULL)",
+] + [
+    f"CREATE TRIGGER IF NOT EXISTS ingested_no_{op.lower()} BEFORE {op} ON ingested "
+    f"BEGIN SELECT RAISE(ABORT, 'ingested are append-only: {op} is not allowed'); END"
+    for op in ("UPDATE", "DELETE")
 ]
 
 
@@ -290,6 +301,24 @@ class ResultStore:
         self._run(lambda c: self._write(c, lambda w: w.executemany(sql, [astuple(r) for r in rows])))
         log.debug("appended %d records to %s", len(rows), self.path)
         return len(rows)
+
+    def take_ingested(self, name: str, records: list[ResultRecord]) -> bool:
+        """Append ``records`` and mark spool file ``name`` ingested, in one transaction; False (nothing
+        appended) when ``name`` was ingested before (:mod:`bench.spool`). The ``ingested`` table is made on
+        first use, so a store that never ingests is never changed by opening it."""
+        for r in records:
+            r.__post_init__()
+        sql = f"INSERT INTO results ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
+
+        def take(c: sqlite3.Connection) -> bool:
+            for stmt in _INGESTED:
+                c.execute(stmt)
+            if c.execute("SELECT 1 FROM ingested WHERE name = ?", (name,)).fetchone():
+                return False
+            c.executemany(sql, [astuple(r) for r in records])
+            c.execute("INSERT INTO ingested VALUES (?, ?)", (name, utc_now()))
+            return True
+        return self._run(lambda c: self._write(c, take))
 
     def add_protocol(self, hash: str, protocol: dict) -> None:
         """Store the protocol behind a hash (idempotent); the hash must be ``protocol_hash(protocol)``."""

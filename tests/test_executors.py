@@ -1,6 +1,7 @@
-"""``bench run --executor``: runs as submitit jobs or Ray tasks give the records one process gives (joint metrics
-included), a job that dies costs its run only and ``--resume`` retries it; a preempted job is requeued as a
-resume; the Slurm parameters a user gives reach submitit."""
+"""``bench run --executor``: runs as submitit jobs or Ray tasks (which spool their records for the command to
+ingest, bench/spool.py) give the records one process gives (joint metrics included), a job that dies costs its
+run only and ``--resume`` retries it; a preempted job is requeued as a resume; the Slurm parameters a user
+gives reach submitit."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def _killed_then_resumed(out: Path, executor: str, failure: str, one: pd.DataFra
     assert failed["reason"].str.contains("--resume").all() and "\n" not in "".join(failed["reason"])
     r = bench("run", *args, "--resume", check=True)
     assert "4 run(s) done, 0 skipped, 0 failed" in r.stdout
-    pd.testing.assert_frame_equal(one, ok_values(out))
+    pd.testing.assert_frame_equal(one, ok_values(out))          # every spooled record ingested, none twice
+    assert not list((out / "spool").glob("*.jsonl"))
 
 
 def test_submitit_jobs_give_the_records_of_one_process_and_a_killed_job_is_retried(tmp_path: Path, one_process):
