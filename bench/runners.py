@@ -361,8 +361,9 @@ class TrainScoreRunner:
     def run(suite: "Suite", out: Path, store: "ResultStore", *, profile: str, rows: list[str] | None,
             seeds: list[int], device: torch.device, deterministic: bool, resume: bool, progress: bool,
             force_resume: bool = False, jobs: int = 1, isolation: Isolation | None = None,
-            tasks: list[str] | None = None, **_: Any) -> tuple[int, int, list[str]]:
-        specs = expand(suite, profile, rows, seeds, tasks)
+            tasks: list[str] | None = None, specs: list[RunSpec] | None = None,
+            **_: Any) -> tuple[int, int, list[str]]:
+        specs = specs if specs is not None else expand(suite, profile, rows, seeds, tasks)
         how = isolation or Isolation(jobs=jobs)
         ran = skipped = 0
         failed: list[str] = []

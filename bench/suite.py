@@ -100,10 +100,10 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
         # MNIST suite). The workers share the threads it had.
         torch.set_num_threads(1)
     try:
+        specs = expand(suite, pname, rows, seeds, tasks)      # resolved once: the checks and the runs share them
         preflight = getattr(runner, "preflight", None)
         if preflight is not None:
-            preflight(suite, expand(suite, pname, rows, seeds, tasks), device, out=out, resume=resume,
-                      force_resume=force_resume)
+            preflight(suite, specs, device, out=out, resume=resume, force_resume=force_resume)
         with folder_lock(out):
             if not resume and holds_results(out):     # again, now that no other process can write
                 raise refuse
@@ -111,7 +111,7 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
             report = SuiteReport(out)
             started, t0 = datetime.now(timezone.utc), time.perf_counter()
             report.ran, report.skipped, report.failed = runner.run(
-                suite, out, store, profile=pname, rows=rows, seeds=seeds, tasks=tasks, device=device,
+                suite, out, store, specs=specs, profile=pname, rows=rows, seeds=seeds, tasks=tasks, device=device,
                 deterministic=deterministic, resume=resume, progress=progress, force_resume=force_resume,
                 jobs=int(jobs), isolation=isolation)
             report.seconds = time.perf_counter() - t0
