@@ -17,7 +17,7 @@ from bench import progress
 from bench.errors import BenchError, ConfigError
 from bench.lock import folder_lock
 from bench.schema import slug
-from bench.suite import RESULTS_FILE
+from bench.results import RESULTS_FILE
 
 log = logging.getLogger("bench")
 
@@ -411,7 +411,7 @@ def cmd_republish(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.results import ResultStore
-    from bench.suite import RESULTS_FILE
+    from bench.results import RESULTS_FILE
     from leaderboards.build import write_leaderboard
     suite = _suite(args.suite)
     out = Path(args.out) if args.out else default_out(suite.name)
@@ -462,7 +462,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="train, score and tabulate a suite")
     s.add_argument("suite", help="a registered suite name or a .toml path")
-    s.add_argument("--profile", help="smoke | short | full (default: the suite's)")
+    s.add_argument("--profile", help="one of the suite's profiles, e.g. smoke or cpu (bench list suites shows each "
+                                     "suite's, * marking its default; default: that one)")
     s.add_argument("--rows", action="append", help="row names or slugs, comma-separated or repeated (default: all)")
     s.add_argument("--tasks", action="append",
                    help="only these of the suite's tasks, comma-separated or repeated (default: all)")

@@ -42,7 +42,8 @@ from typing import Any, Callable
 
 import torch
 
-from bench import failpoints, heartbeat, progress
+from bench import failpoints, heartbeat, native, progress
+from bench.native import native_threads
 
 log = logging.getLogger(__name__)
 
@@ -178,23 +179,6 @@ def warm_imports() -> None:
             pass
 
 
-def native_threads() -> int | None:
-    """Threads of this process that Python did not start (an OpenMP / MKL pool, CUDA's), or ``None`` where the
-    system does not say (no ``/proc``)."""
-    try:
-        return len(os.listdir("/proc/self/task")) - threading.active_count()
-    except OSError:
-        return None
-
-
-try:                                    # numpy's OpenBLAS starts its (fork-safe) thread server on import: count it in
-    import numpy  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
-#: native threads when the bench was imported, before any training or scoring here (see :func:`start_method`)
-_BASELINE = native_threads()
-
-
 def start_method() -> str:
     """``fork`` where it is safe and cheap: Linux, CUDA not initialised here, and no native thread started since
     the bench was imported (``bench/__init__`` imports this module first): a fork after an OpenMP parallel
@@ -203,7 +187,7 @@ def start_method() -> str:
     that never trained, so forking it is safe), else ``spawn``."""
     now = native_threads()
     if sys.platform.startswith("linux") and not torch.cuda.is_initialized() and now is not None \
-            and _BASELINE is not None and now <= _BASELINE:
+            and native.BASELINE is not None and now <= native.BASELINE:
         return "fork"
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 

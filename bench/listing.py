@@ -1,9 +1,11 @@
 """Text for ``bench list``: each registry's entries with their origin, and what each declares
-(parameter counts for discriminators, slots and outputs for methods, feed and keys for metrics)."""
+(parameter counts for discriminators, slots and outputs for methods, feed and keys for metrics, profiles and
+their steps for suites)."""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from bench.registry import REGISTRIES
@@ -38,6 +40,16 @@ def _metric(cls: Any) -> str:
     return f"feed: {getattr(cls, 'feed', 'paired')}; scores: {', '.join(getattr(cls, 'outputs', ()))}; keys: {keys}"
 
 
+def _suite(path: Any) -> str:
+    """A suite's profiles with their training steps, read from its file (no validation: listing stays fast)."""
+    import tomllib
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    profiles = data.get("profiles") or {}
+    default = (data.get("suite") or {}).get("default_profile")
+    parts = [f"{name}{'*' if name == default else ''} ({p.get('steps', '?')} steps)" for name, p in profiles.items()]
+    return f"profiles: {', '.join(parts)}" if parts else "no profiles"
+
+
 def describe(kind: str) -> str:
     reg = REGISTRIES[kind]
     lines = [f"{kind}:"]
@@ -54,6 +66,8 @@ def describe(kind: str) -> str:
                 extra = "  " + _method(reg.get(name))
             elif kind == "metrics":
                 extra = "  " + _metric(reg.get(name))
+            elif kind == "suites":
+                extra = "  " + _suite(reg.get(name))
             elif kind == "datasets":
                 info = getattr(importlib.import_module(origin), "INFO", None)
                 extra = f"  provides: {', '.join(info.provides or info.tasks)}" if info else ""

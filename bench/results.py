@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the store's file name in a suite's output folder
+RESULTS_FILE = "results.sqlite"
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x63474231          # "cGB1": marks the SQLite file as a cGAN bench store
 STATUSES = ("ok", "failed")

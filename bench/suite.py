@@ -28,7 +28,7 @@ from bench.lock import folder_lock
 from bench.provenance import code_version, git_commit
 from bench.publish import record_invocation
 from bench.registry import RUNNERS
-from bench.results import ResultStore
+from bench.results import RESULTS_FILE, ResultStore
 from bench.runspec import expand
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.sqlite"
 
 #: writes the leaderboard of (suite, store, out, profile) and returns its path (``leaderboards.build``)
 LeaderboardWriter = Callable[["Suite", ResultStore, Path, str], Path]

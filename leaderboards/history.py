@@ -19,7 +19,7 @@ import pandas as pd
 from bench.config import Suite
 from bench.errors import ConfigError
 from bench.results import ResultStore
-from bench.suite import RESULTS_FILE
+from bench.results import RESULTS_FILE
 from leaderboards.stats import clip, interval
 
 COLUMNS = ["row", "version", "first_record", "n", "mean", "ci_low", "ci_high", "interval", "protocol",

@@ -14,6 +14,30 @@ def test_list_everything():
         assert word in r.stdout
 
 
+def test_list_suites_names_each_suites_profiles_and_their_steps():
+    import tomllib
+
+    from suite_helpers import REPO
+    r = bench("list", "suites", check=True)
+    line = next(ln for ln in r.stdout.splitlines() if ln.split()[:1] == ["translation-zoo"])
+    prof = tomllib.loads((REPO / "leaderboards" / "translation-zoo.toml").read_text())["profiles"]
+    assert f"smoke* ({prof['smoke']['steps']} steps)" in line and f"cpu ({prof['cpu']['steps']} steps)" in line
+
+
+def test_help_imports_no_torch():
+    """``bench --help`` and ``bench run --help`` answer before torch is imported (its import is most of a
+    second; the start time itself is a benchmark: tests/benchmarks/test_bench_cli_start.py)."""
+    import subprocess
+    import sys
+    code = ("import sys; from bench.cli import main\n"
+            "for argv in (['--help'], ['run', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stderr.strip().splitlines()[-1] == "False", r.stderr[-2000:]
+    assert "--executor" in r.stdout and "list suites shows each suite's" in r.stdout
+
+
 def test_list_discriminator_parameter_counts_match_the_modules():
     from bench.registry import DISCRIMINATORS
     from bench.nets import count_parameters
