@@ -32,6 +32,7 @@ from bench.provenance import running_code_version
 from bench.registry import RUNNERS
 from bench.results import ResultRecord
 from bench.runspec import RunSpec, expand
+from bench.schema import slug
 from bench.score import entries, joint_entries, score_joint, score_run
 from bench.score import preflight as score_preflight
 from bench.grids import SAMPLES_FILE, comparison_file, write_comparison, write_samples
@@ -320,11 +321,14 @@ def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultS
                  spec_of=lambda runs: runs[0][0])
 
 
-def _comparisons(trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]], out: Path) -> None:
-    """Each task's side-by-side picture of its first seed's rows (:func:`bench.grids.write_comparison`)."""
+def _comparisons(suite: "Suite", trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]], out: Path) -> None:
+    """Each task's side-by-side picture of its first seed's rows (:func:`bench.grids.write_comparison`): every
+    model row of the suite whose run folder holds samples, so that a command adding rows or tasks to a folder
+    (``--rows``, ``--tasks``, ``--resume``) draws them beside those an earlier command trained."""
     for task in dict.fromkeys(t for _, t in trained):
         seed = min(s for s, t in trained if t == task)
-        runs = [(spec.row, spec.run_dir(out)) for spec, _ in trained[(seed, task)]]
+        runs = [(row.name, out / "runs" / slug(row.name) / f"seed{seed}" / task) for row in suite.rows
+                if row.kind == "model"]
         write_comparison(runs, out / comparison_file(task), seed)
 
 
@@ -381,5 +385,5 @@ class TrainScoreRunner:
                 trained[(spec.seed, spec.task)].append((spec, checkpoint))
         for fails in _joints(list(trained.values()), out, store, how, opts):
             failed += fails
-        _comparisons(trained, out)
+        _comparisons(suite, trained, out)
         return ran, skipped, failed

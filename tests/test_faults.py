@@ -283,6 +283,13 @@ def test_tasks_runs_only_the_chosen_tasks_and_the_board_shows_only_them(tmp_path
     assert set(board["task"]) == {"photo2depth"} and set(board["status"]) <= {"ok", "degenerate"}
     assert sorted(p.name for p in (out / "runs" / slug(ROW) / "seed0").iterdir()) == ["photo2depth"]
     assert "photo2labels/" not in (out / "leaderboard.md").read_text()           # no column of a task not run
+    # a later command adds a row to the folder: the side-by-side picture shows it beside the first, in suite order
+    bench("run", "quickstart", "--profile", "tiny", "--rows", "4-Layer Concat", "--tasks", "photo2depth", "--out",
+          str(out), "--resume", "--no-progress", "--device", "cpu", check=True)
+    from bench.grids import comparison_captions
+    captions, _ = comparison_captions(out / "comparison-photo2depth.png")
+    assert [c for c in captions if c in ("4-Layer Concat", ROW)] == ["4-Layer Concat", ROW]
+    assert set(pd.read_csv(out / "leaderboard.csv")["row"]) == {"4-Layer Concat", ROW}
 
 
 def test_a_rescored_failure_leaves_no_stale_reason():
