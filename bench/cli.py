@@ -168,11 +168,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = _rows(suite, args.rows)
     out = _out(args.out, suite.name)
     profile = _budget_profile(suite, args.profile, args.budget)
+    device = select_device(args.device)
+    jobs = args.jobs
+    if jobs is None:                              # one worker per visible GPU, else one
+        from bench.jobs import visible_gpus
+        jobs = max(1, len(visible_gpus(device)))
     report = run_suite(suite, out, profile=profile, rows=rows, seeds=_seeds(args.seeds),
-                       tasks=_tasks(suite, args.tasks), device=select_device(args.device), deterministic=args.deterministic, resume=args.resume,
-                       force_resume=args.force_resume, progress=not args.no_progress, leaderboard=write_leaderboard,
-                       jobs=args.jobs, isolate=not args.in_process, time_limit_min=args.time_limit,
-                       stall_limit_min=args.stall_limit, executor=_executor(args))
+                       tasks=_tasks(suite, args.tasks), device=device, deterministic=args.deterministic,
+                       resume=args.resume, force_resume=args.force_resume, progress=not args.no_progress,
+                       leaderboard=write_leaderboard, jobs=jobs, isolate=not args.in_process,
+                       time_limit_min=args.time_limit, stall_limit_min=args.stall_limit, executor=_executor(args))
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
           f"in {report.seconds:.0f} s")
     for f in report.failed:
@@ -477,9 +482,11 @@ def parser() -> argparse.ArgumentParser:
                    help="a budget ladder: multiples of the profile's steps (e.g. 0.3,1,3); each row and seed trains "
                         "once to the largest and is scored at every rung (profile <profile>@x0.3-1-3), and the "
                         "leaderboard judges each claim at each rung")
-    s.add_argument("--jobs", type=int, default=1, metavar="N",
+    s.add_argument("--jobs", type=int, metavar="N",
                    help="train and score N runs at once in worker processes, each with threads / N torch threads "
-                        "(small models use threads poorly: two 1-thread jobs on 2 cores do more than one 2-thread job)")
+                        "(small models use threads poorly: two 1-thread jobs on 2 cores do more than one 2-thread "
+                        "job); on several GPUs the workers are spread over them, one GPU each (default: one worker "
+                        "per visible GPU with --device auto / cuda, else 1)")
     s.add_argument("--time-limit", type=float, metavar="MIN",
                    help="end a run (training and scoring) after MIN minutes and record it failed (default: the "
                         "profile's time_limit_min, else 120 + steps / 2)")

@@ -97,12 +97,15 @@ class WorkerSetup:
 
 
 def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dict[str, Any], setup: WorkerSetup,
-            what: str, conn, beat: Any = None) -> None:
-    """One item in its own process: run ``fn`` on it, send ``("ok", result)`` or ``("raised", reason)`` back."""
+            what: str, conn, beat: Any = None, gpu: str | None = None) -> None:
+    """One item in its own process: run ``fn`` on it, send ``("ok", result)`` or ``("raised", reason)`` back;
+    ``gpu``: the one GPU it sees (``CUDA_VISIBLE_DEVICES``, set before CUDA starts here)."""
     _exit_with_parent(setup.parent)
     if setup.environ is not None:
         os.environ.clear()
         os.environ.update(setup.environ)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     if setup.code_version is not None:
         from bench.provenance import adopt_code_version
         adopt_code_version(setup.code_version)
@@ -209,17 +212,52 @@ class _Running:
     started: float
     beat: Any
     limits: Limits
+    gpu: str | None = None
+
+
+def visible_gpus(device: Any) -> list[str]:
+    """The GPUs workers may be spread over: every visible CUDA device (as ``CUDA_VISIBLE_DEVICES`` names them)
+    when ``device`` is plain ``cuda`` and there are two or more; none for a CPU, one named GPU (``cuda:N``) or a
+    single one (workers then share it). Asks the driver for the count without starting CUDA here."""
+    dev = torch.device(device) if device is not None else None
+    if dev is None or dev.type != "cuda" or dev.index is not None:
+        return []
+    n = torch.cuda.device_count()
+    if n < 2:
+        return []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [v.strip() for v in env.split(",") if v.strip()] if env else [str(i) for i in range(n)]
+    return names[:n]
+
+
+class GpuSlots:
+    """Which GPU the next worker gets: the one running the fewest workers (the lowest first on a tie)."""
+
+    def __init__(self, gpus: list[str]):
+        self.load = {g: 0 for g in gpus}
+
+    def take(self) -> str | None:
+        if not self.load:
+            return None
+        g = min(self.load, key=lambda k: (self.load[k], list(self.load).index(k)))
+        self.load[g] += 1
+        return g
+
+    def give_back(self, gpu: str | None) -> None:
+        if gpu is not None:
+            self.load[gpu] -= 1
 
 
 def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, *, jobs: int,
                  on_death: Callable[[Any, str], Any], describe: Callable[[Any], str] = str,
                  limits: Callable[[Any], Limits] | None = None, threads: int | None = None,
-                 **kwargs: Any) -> list[Any]:
+                 gpus: list[str] | None = None, **kwargs: Any) -> list[Any]:
     """``fn(item, out, ResultStore(store), **kwargs)`` (a module-level function: spawned workers import it by
     name) for every item, at most ``jobs`` at once, each in its own process (so a death is pinned on its item
     and memory is returned between items); the results in the order of ``items``. An item whose process died,
     raised ``SystemExit`` / ``KeyboardInterrupt``, or overran ``limits(item)`` gets ``on_death(item, reason)``
-    (which records it) as its result. The workers share ``threads`` torch threads (default: this process's)."""
+    (which records it) as its result. The workers share ``threads`` torch threads (default: this process's)
+    and are spread over ``gpus`` (each sees one: :class:`GpuSlots`)."""
     from bench.provenance import running_code_version
     from bench.registry import loaded_plugins
     method = start_method()
@@ -236,6 +274,7 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
     results: list[Any] = [None] * len(items)
     queue = list(range(len(items)))
     running: dict[int, _Running] = {}                  # process sentinel -> the worker
+    slots = GpuSlots(list(gpus or []))
     bar = progress.bar(total=len(items), desc=f"{jobs} jobs", unit="run", disable=jobs == 1)
     try:
         while queue or running:
@@ -243,17 +282,19 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
                 i = queue.pop(0)
                 recv, send = ctx.Pipe(duplex=False)
                 beat = ctx.Value("d", time.time(), lock=False)
+                gpu = slots.take()
                 proc = ctx.Process(target=_worker, name=f"bench-job-{i}",
                                    args=(fn, items[i], str(out), str(store), kwargs, setup, describe(items[i]), send,
-                                         beat))
+                                         beat, gpu))
                 proc.start()
                 send.close()
                 running[proc.sentinel] = _Running(proc, recv, i, time.time(), beat,
-                                                  limits(items[i]) if limits else Limits())
+                                                  limits(items[i]) if limits else Limits(), gpu)
             ready = wait([*running, *(r.recv for r in running.values())], timeout=POLL_S)
             for sentinel, r in list(running.items()):      # ended, or its result is waiting (never blocks it)
                 if sentinel in ready or r.recv in ready:
                     running.pop(sentinel)
+                    slots.give_back(r.gpu)
                     results[r.index] = _collect(r.proc, r.recv, items[r.index], on_death, describe)
                     bar.update(1)
             now = time.time()
@@ -265,6 +306,7 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
                 r.proc.join()
                 r.recv.close()
                 running.pop(sentinel)
+                slots.give_back(r.gpu)
                 log.warning("%s failed: %s", describe(items[r.index]), why)
                 results[r.index] = on_death(items[r.index], why)
                 bar.update(1)

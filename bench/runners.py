@@ -294,9 +294,10 @@ def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultSto
             ingest(store, spool)
         return
     if how.isolate and items:
-        from bench.jobs import run_parallel
+        from bench.jobs import run_parallel, visible_gpus
         yield from run_parallel(fn, items, out, store.path, jobs=how.jobs, on_death=on_death, describe=describe,
-                                limits=lambda item: how.limits(spec_of(item)), threads=how.threads, **opts)
+                                limits=lambda item: how.limits(spec_of(item)), threads=how.threads,
+                                gpus=visible_gpus(opts.get("device")) if how.jobs > 1 else None, **opts)
         return
     for i, item in enumerate(items, 1):
         log.info("[%d/%d] %s", i, len(items), describe(item))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.jobs import threads_per_job
+from bench.jobs import GpuSlots, threads_per_job, visible_gpus
 from bench.results import ResultStore
 from suite_helpers import PARALLEL_ARGS, bench, ok_values
 
@@ -17,6 +17,36 @@ def test_threads_are_shared_between_jobs():
     assert threads_per_job(2, 16) == 8
     assert threads_per_job(3, 2) == 1        # never below one
     assert threads_per_job(1, 4) == 4
+
+
+def _seen_gpu(item, out, store):
+    import os
+    return item, os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_workers_are_spread_over_the_visible_gpus_one_each(tmp_path: Path):
+    from bench.jobs import run_parallel
+    got = run_parallel(_seen_gpu, list(range(6)), tmp_path, tmp_path / "r.sqlite", jobs=2, on_death=None,
+                       gpus=["3", "5"], threads=1)
+    assert [i for i, _ in got] == list(range(6)) and {g for _, g in got} == {"3", "5"}
+    assert [g for _, g in got][:2] in (["3", "5"], ["5", "3"])           # the first two workers: one GPU each
+    slots = GpuSlots(["0", "1"])
+    a, b = slots.take(), slots.take()
+    slots.give_back(a)
+    assert (a, b, slots.take(), slots.take()) == ("0", "1", "0", "0")   # the least loaded, the lowest on a tie
+    assert GpuSlots([]).take() is None
+
+
+def test_the_gpus_to_spread_over_are_the_visible_ones(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_gpus(torch.device("cuda")) == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert visible_gpus("cuda") == ["4", "6"]                          # named as the parent sees them
+    assert visible_gpus("cuda:1") == [] and visible_gpus("cpu") == [] and visible_gpus(None) == []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert visible_gpus("cuda") == []                                  # one GPU: the workers share it
 
 
 def test_two_jobs_give_the_records_of_one_and_a_dead_worker_costs_only_its_run(tmp_path: Path):
