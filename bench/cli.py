@@ -101,6 +101,8 @@ def _tasks(suite, values: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(out))
 
 
+STORE_HELP = ("the results store: postgresql://user@host/db[?schema=NAME] (default: OUT/results.sqlite); "
+              "many hosts may write it")
 EXECUTOR_CHOICES = ("local", "slurm", "submitit-local", "ray")     # bench.executors.EXECUTORS (not imported for --help)
 
 
@@ -177,7 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        tasks=_tasks(suite, args.tasks), device=device, deterministic=args.deterministic,
                        resume=args.resume, force_resume=args.force_resume, progress=not args.no_progress,
                        leaderboard=write_leaderboard, jobs=jobs, isolate=not args.in_process,
-                       time_limit_min=args.time_limit, stall_limit_min=args.stall_limit, executor=_executor(args))
+                       time_limit_min=args.time_limit, stall_limit_min=args.stall_limit, executor=_executor(args),
+                       store_url=args.store)
     print(f"{report.ran} run(s) done, {report.skipped} skipped, {len(report.failed)} failed "
           f"in {report.seconds:.0f} s")
     for f in report.failed:
@@ -415,16 +418,17 @@ def cmd_republish(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from bench.results import ResultStore
-    from bench.results import RESULTS_FILE
+    from bench.results import RESULTS_FILE, ResultStore
+    from bench.stores import open_store
     from leaderboards.build import write_leaderboard
     suite = _suite(args.suite)
     out = Path(args.out) if args.out else default_out(suite.name)
     db = out / RESULTS_FILE
-    if not db.exists():
+    if not args.store and not db.exists():
         raise ConfigError(f"no results at {db}; run `bench run {suite.name} --out {out}` first")
+    store = open_store(args.store) if args.store else ResultStore(db)
     with folder_lock(out, busy="a run is writing there: rebuild its leaderboard when that run has ended"):
-        md = write_leaderboard(suite, ResultStore(db), out, profile=args.profile)
+        md = write_leaderboard(suite, store, out, profile=args.profile)
     print(md.read_text())
     return 0
 
@@ -506,6 +510,7 @@ def parser() -> argparse.ArgumentParser:
                    help="CPUs (and torch threads) per Slurm job or Ray task (default: 4 on a cluster, threads / "
                         "--jobs on this machine)")
     s.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster to run on (e.g. ray://head:10001)")
+    s.add_argument("--store", metavar="URL", help=STORE_HELP)
     s.add_argument("--partition", help="Slurm partition of the jobs")
     s.add_argument("--slurm", action="append", metavar="KEY=VALUE", default=[],
                    help="another submitit Slurm parameter, repeated (e.g. --slurm account=lab --slurm qos=high)")
@@ -534,6 +539,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("suite")
     s.add_argument("--out")
     s.add_argument("--profile")
+    s.add_argument("--store", metavar="URL", help=STORE_HELP)
     s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
     s.set_defaults(func=cmd_leaderboard)
 

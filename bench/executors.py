@@ -116,7 +116,7 @@ class RunTask:
 
         from bench.provenance import adopt_code_version
         from bench.registry import load_builtins, load_plugin
-        from bench.results import ResultStore
+        from bench.stores import open_store
         from bench.spool import SNAPSHOT, SpooledStore, spool_dir
         logging.basicConfig(level=self.setup.log_level, format="%(levelname)s %(name)s [job %(process)d]: %(message)s")
         if self.setup.code_version is not None:
@@ -126,7 +126,7 @@ class RunTask:
         for m in self.setup.plugins:
             load_plugin(m)
         spool = spool_dir(out)
-        writer = SpooledStore(spool / SNAPSHOT, spool) if self.spooled else ResultStore(store)
+        writer = SpooledStore(spool / SNAPSHOT, spool) if self.spooled else open_store(store)
         return self.fn(item, Path(out), writer, **opts)
 
     def checkpoint(self, item: Any, out: str, store: str, opts: dict[str, Any]):
@@ -218,7 +218,7 @@ def map_submitit(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
     folder = Path(ex.folder or Path(out) / "submitit")
     cluster = "local" if ex.name == "submitit-local" else "slurm"
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
-    task = RunTask(fn, setup)
+    task = RunTask(fn, setup, spooled=not str(store).startswith(("postgresql://", "postgres://")))
 
     def submit(item: Any) -> Any:
         executor.update_parameters(**_job_parameters(ex, timeout_min(item), setup.threads))
@@ -256,7 +256,7 @@ def map_ray(fn: Callable[..., Any], items: list[Any], out: Path, store: Path, op
                  logging_level=logging.WARNING)
     remote = ray.remote(max_calls=1)(_ray_call).options(num_cpus=setup.threads, num_gpus=ex.gpus_per_run,
                                                         max_retries=0)
-    task = RunTask(fn, setup)
+    task = RunTask(fn, setup, spooled=not str(store).startswith(("postgresql://", "postgres://")))
 
     def submit(item: Any) -> Any:
         return remote.remote(task, item, str(out), str(store), opts)

@@ -121,10 +121,10 @@ def _worker(fn: Callable[..., Any], item: Any, out: str, store: str, kwargs: dic
         load_builtins()
         for m in setup.plugins:
             load_plugin(m)
-    from bench.results import ResultStore
+    from bench.stores import open_store
     log.info("start %s", what)
     try:
-        result = ("ok", fn(item, Path(out), ResultStore(store), **kwargs))
+        result = ("ok", fn(item, Path(out), open_store(store), **kwargs))
     except BaseException as e:  # noqa: BLE001 - sys.exit or KeyboardInterrupt from a plug-in: this run's fault
         detail = f"({e.code!r})" if isinstance(e, SystemExit) else f": {str(e).splitlines()[0]}" if str(e) else ""
         result = ("raised", f"it raised {type(e).__name__}{detail} (a plug-in ending the process?); the other runs "
@@ -252,7 +252,7 @@ def run_parallel(fn: Callable[..., Any], items: list[Any], out: Path, store: Pat
                  on_death: Callable[[Any, str], Any], describe: Callable[[Any], str] = str,
                  limits: Callable[[Any], Limits] | None = None, threads: int | None = None,
                  gpus: list[str] | None = None, **kwargs: Any) -> list[Any]:
-    """``fn(item, out, ResultStore(store), **kwargs)`` (a module-level function: spawned workers import it by
+    """``fn(item, out, open_store(store), **kwargs)`` (a module-level function: spawned workers import it by
     name) for every item, at most ``jobs`` at once, each in its own process (so a death is pinned on its item
     and memory is returned between items); the results in the order of ``items``. An item whose process died,
     raised ``SystemExit`` / ``KeyboardInterrupt``, or overran ``limits(item)`` gets ``on_death(item, reason)``

@@ -140,6 +140,40 @@ _INGESTED = [
 ]
 
 
+def where_clause(filters: dict[str, Any], style: str) -> tuple[str, list]:
+    """`` WHERE ...`` and its parameters for ``field=value`` / ``field=[v1, v2]`` / ``field=None`` filters, in
+    SQLite's (``qmark``: ``?``) or psycopg's (``format``: ``%s``) parameter style."""
+    ph = "?" if style == "qmark" else "%s"
+    clauses, params = [], []
+    for k, v in filters.items():
+        if k not in FIELDS:
+            raise ConfigError(f"unknown result field {k!r}; filter on one of {', '.join(FIELDS)}")
+        if v is None:
+            clauses.append(f'"{k}" IS NULL')
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            vals = list(v)
+            if style == "qmark":
+                clauses.append(f'"{k}" IN ({", ".join("?" * len(vals))})' if vals else "0")
+                params.extend(vals)
+            else:
+                clauses.append(f'"{k}" = ANY({ph})')
+                params.append(vals)
+        else:
+            clauses.append(f'"{k}" = {ph}')
+            params.append(v)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def checked(records: Iterable[ResultRecord] | ResultRecord) -> list[ResultRecord]:
+    """``records`` as a list, each validated again (dataclasses are mutable) before any store takes it."""
+    rows = [records] if isinstance(records, ResultRecord) else list(records)
+    for r in rows:
+        if not isinstance(r, ResultRecord):
+            raise TypeError(f"expected ResultRecord, got {type(r).__name__}")
+        r.__post_init__()
+    return rows
+
+
 def _is_locked(e: sqlite3.Error) -> bool:
     msg = str(e).lower()
     return "locked" in msg or "busy" in msg
@@ -270,20 +304,7 @@ class ResultStore:
 
     @staticmethod
     def _where(filters: dict[str, Any]) -> tuple[str, list]:
-        clauses, params = [], []
-        for k, v in filters.items():
-            if k not in FIELDS:
-                raise ConfigError(f"unknown result field {k!r}; filter on one of {', '.join(FIELDS)}")
-            if v is None:
-                clauses.append(f'"{k}" IS NULL')
-            elif isinstance(v, (list, tuple, set, frozenset)):
-                vals = list(v)
-                clauses.append(f'"{k}" IN ({", ".join("?" * len(vals))})' if vals else "0")
-                params.extend(vals)
-            else:
-                clauses.append(f'"{k}" = ?')
-                params.append(v)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return where_clause(filters, "qmark")
 
     def _select(self, sql: str, params: list) -> list[tuple]:
         return self._run(lambda c: c.execute(sql, params).fetchall())
@@ -292,11 +313,7 @@ class ResultStore:
 
     def append(self, records: Iterable[ResultRecord] | ResultRecord) -> int:
         """Append records in one transaction (all or none); returns how many."""
-        rows = [records] if isinstance(records, ResultRecord) else list(records)
-        for r in rows:
-            if not isinstance(r, ResultRecord):
-                raise TypeError(f"expected ResultRecord, got {type(r).__name__}")
-            r.__post_init__()                        # re-validate: dataclasses are mutable
+        rows = checked(records)
         if not rows:
             return 0
         sql = f"INSERT INTO results ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
@@ -308,8 +325,7 @@ class ResultStore:
         """Append ``records`` and mark spool file ``name`` ingested, in one transaction; False (nothing
         appended) when ``name`` was ingested before (:mod:`bench.spool`). The ``ingested`` table is made on
         first use, so a store that never ingests is never changed by opening it."""
-        for r in records:
-            r.__post_init__()
+        records = checked(records)
         sql = f"INSERT INTO results ({_COLS}) VALUES ({', '.join('?' * len(FIELDS))})"
 
         def take(c: sqlite3.Connection) -> bool:
@@ -375,3 +391,4 @@ def _frame(rows: list[tuple]) -> pandas.DataFrame:
     import pandas as pd
 
     return pd.DataFrame(rows, columns=list(FIELDS)).astype({"seed": "int64", "value": "float64"})
+

@@ -280,18 +280,22 @@ def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultSto
         here = how.executor.name == "submitit-local" or (how.executor.name == "ray" and not how.executor.address)
         threads = how.executor.cpus_per_run or (threads_per_job(how.jobs, how.threads) if here else CLUSTER_CPUS)
         from bench.spool import ingest, snapshot, spool_dir
+        from bench.store_pg import is_url
         engine = map_ray if how.executor.name == "ray" else map_submitit
-        spool = spool_dir(out)
-        ingest(store, spool)                          # what an earlier command's workers left
-        snapshot(store, spool)                        # what this command's workers read
+        spool = spool_dir(out) if not is_url(store.path) else None   # PostgreSQL takes the workers' writes
+        if spool is not None:
+            ingest(store, spool)                      # what an earlier command's workers left
+            snapshot(store, spool)                    # what this command's workers read
         try:
             for result in engine(fn, items, out, store.path, opts, ex=how.executor,
                                  workers=how.jobs if how.jobs > 1 or here else None, setup=worker_setup(threads),
                                  describe=describe, on_death=on_death, timeout_min=timeout_min):
-                ingest(store, spool)
+                if spool is not None:
+                    ingest(store, spool)
                 yield result
         finally:
-            ingest(store, spool)
+            if spool is not None:
+                ingest(store, spool)
         return
     if how.isolate and items:
         from bench.jobs import run_parallel, visible_gpus

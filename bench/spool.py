@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.provenance import protocol_hash
-from bench.results import FIELDS, ResultRecord, ResultStore, ResultStoreError
+from bench.results import FIELDS, ResultRecord, ResultStore, ResultStoreError, checked
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,7 @@ class SpooledStore(ResultStore):
         os.replace(tmp, self.spool / name)
 
     def append(self, records: Iterable[ResultRecord] | ResultRecord) -> int:
-        rows = [records] if isinstance(records, ResultRecord) else list(records)
-        for r in rows:
-            if not isinstance(r, ResultRecord):
-                raise TypeError(f"expected ResultRecord, got {type(r).__name__}")
-            r.__post_init__()
+        rows = checked(records)
         if rows:
             self._spool([{"kind": "record", **asdict(r)} for r in rows])
         return len(rows)

@@ -29,6 +29,7 @@ from bench.provenance import code_version, git_commit
 from bench.publish import record_invocation
 from bench.registry import RUNNERS
 from bench.results import RESULTS_FILE, ResultStore
+from bench.stores import open_store
 from bench.runspec import expand
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +64,7 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
               deterministic: bool = False, resume: bool = False, progress: bool = True, force_resume: bool = False,
               leaderboard: LeaderboardWriter | None = None, jobs: int = 1, isolate: bool = True,
               time_limit_min: float | None = None, stall_limit_min: float | None = None,
-              executor: "ExecutorOptions | None" = None) -> SuiteReport:
+              executor: "ExecutorOptions | None" = None, store_url: str | None = None) -> SuiteReport:
     """Train and score every selected run, each in a process of its own unless ``isolate`` is off (see
     :class:`bench.runners.Isolation`), or each as a cluster job (``executor``, :mod:`bench.executors`), then
     write the leaderboard."""
@@ -89,8 +90,17 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
     seeds = seeds if seeds is not None else suite.suite.seeds
     runner = RUNNERS.get(suite.suite.runner)
     resume = resume or force_resume
-    refuse = ConfigError(f"{out} already holds results; pass --resume to continue that run or choose a new --out")
-    if not resume and holds_results(out):
+    if store_url:
+        refuse = ConfigError(f"the store at --store already holds results of {suite.name} / {pname}; pass --resume "
+                             "to continue that run or choose another ?schema=")
+    else:
+        refuse = ConfigError(f"{out} already holds results; pass --resume to continue that run or choose a new --out")
+
+    def holds() -> bool:
+        if store_url:
+            return open_store(store_url).count(suite=suite.name, profile=pname) > 0
+        return holds_results(out)
+    if not resume and holds():
         raise refuse
     if isolate:
         # This process's own torch work (the checks, the bookkeeping between runs) at one thread until its last
@@ -104,9 +114,9 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
         if preflight is not None:
             preflight(suite, specs, device, out=out, resume=resume, force_resume=force_resume)
         with folder_lock(out):
-            if not resume and holds_results(out):     # again, now that no other process can write
+            if not resume and holds():                # again, now that no other process can write
                 raise refuse
-            store = ResultStore(out / RESULTS_FILE)
+            store = open_store(store_url) if store_url else ResultStore(out / RESULTS_FILE)
             report = SuiteReport(out)
             started, t0 = datetime.now(timezone.utc), time.perf_counter()
             report.ran, report.skipped, report.failed = runner.run(
