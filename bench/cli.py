@@ -201,14 +201,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"suite '{suite.name}' has no task '{args.task}'; tasks: {', '.join(suite.suite.tasks)}")
     out = _out(args.out, suite.name)
     device = select_device(args.device)
-    with folder_lock(out):
+    from bench import distributed
+    w = distributed.world()                           # under torchrun: rank 0 holds the folder and prints
+    with folder_lock(out) if w.main else contextlib.nullcontext():
         for spec in specs[:1] if args.task else specs:
             with plugin_faults(spec.run_dir(out)):
                 o = train(spec, spec.run_dir(out), device=device, deterministic=args.deterministic,
                           resume=args.resume or args.force_resume, force_resume=args.force_resume,
                           progress=not args.no_progress)
-            print(f"{spec.row} | {spec.task} | seed {spec.seed}: {o.status} at step {o.step}"
-                  + (f" ({o.reason})" if o.reason else "") + (f" -> {o.checkpoint}" if o.checkpoint else ""))
+            if w.main:
+                print(f"{spec.row} | {spec.task} | seed {spec.seed}: {o.status} at step {o.step}"
+                      + (f" ({o.reason})" if o.reason else "") + (f" -> {o.checkpoint}" if o.checkpoint else ""))
+    if w.parallel and distributed.dist.is_initialized():
+        distributed.dist.destroy_process_group()
     return 0
 
 

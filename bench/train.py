@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from bench import checkpoint as ckpt
-from bench import failpoints
+from bench import distributed, failpoints
 from bench.batches import batch_loader, jitter
 from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
 from bench.errors import ConfigError, DivergenceError
@@ -121,6 +121,8 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     run_dir.mkdir(parents=True, exist_ok=True)
     prof = spec.profile_settings
     t0 = time.perf_counter()
+    w, device = distributed.start(device)      # one process, or a rank of torchrun's (bench/distributed.py)
+    distributed.check_batch(prof.batch_size, w)
     seed_everything(spec.seed, deterministic)
 
     load = prof.load_size or prof.image_size
@@ -139,36 +141,43 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
         log.info("resumed %s from %s", run_dir, last.name)
     elif any(ckpt.list_checkpoints(run_dir)):
         raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
+    if w.parallel:
+        distributed.sync_batch_norm(adapter.modules, device)
+        distributed.broadcast_modules(adapter.modules)
+        distributed.average_gradients(adapter.optimizers, w)
 
-    info = run_info(spec, deterministic, device)
-    _write_status(run_dir, status="running", step=start)
+    info = run_info(spec, deterministic, device) | ({"world_size": w.size} if w.parallel else {})
+    status = _write_status if w.main else (lambda *a, **k: None)     # rank 0 writes the run folder
+    status(run_dir, status="running", step=start)
 
     d_per_g = max(1, int(adapter.d_steps_per_g))
     evals = eval_steps(prof, ctx.steps_per_epoch, d_per_g)
 
     def save(step: int) -> Path:
+        if not w.main:
+            return run_dir / ckpt.CHECKPOINTS_DIR / ckpt.step_dir_name(step)
         return ckpt.save_checkpoint(run_dir, step, adapter.modules, adapter.optimizers,
                                     {"step": step, "adapter": adapter.extra_state()}, info,
                                     keep_last=prof.keep_checkpoints, keep_steps=frozenset(evals.values()))
 
     if prof.steps == 0 and loaded is None:            # a fixed model: nothing to train
         last_ckpt = save(0)
-        _write_status(run_dir, status="complete", step=0, checkpoint=last_ckpt.name)
+        status(run_dir, status="complete", step=0, checkpoint=last_ckpt.name)
         return TrainOutcome("complete", 0, last_ckpt, "", time.perf_counter() - t0)
-    scalars = ScalarLog(run_dir, resume_step=start)
+    scalars = ScalarLog(run_dir, resume_step=start) if w.main else None
     loader = batch_loader(data, prof.batch_size, spec.seed, start * d_per_g, prof.steps * d_per_g,
                           prof.num_workers, b_keys=task.stream_b_keys())
     batches = iter(loader)               # draws torch's worker seed: before the RNG is restored
     if loaded is not None:
         loaded.restore_rng()
-    bar = progress_bar(total=prof.steps, initial=start, disable=not progress, leave=False,
+    bar = progress_bar(total=prof.steps, initial=start, disable=not progress or not w.main, leave=False,
                        desc=f"{spec.row} | {spec.task} | seed {spec.seed}", unit="step", dynamic_ncols=True)
     step, last_ckpt = start, None
     adapter.train(True)
     try:
         for i, batch in enumerate(batches, start=start * d_per_g):
             batch = jitter(batch, prof.image_size, spec.seed, i, prof.flip)
-            batch = ctx.to_device(batch)
+            batch = ctx.to_device(distributed.shard(batch, w))      # this rank's slice of the global batch
             update_g = (i + 1) % d_per_g == 0
             losses = adapter.train_step(batch, step, update_g)
             _guard(losses, step + 1, prof.explode_above)
@@ -178,24 +187,27 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
             bar.update(1)
             failpoints.reached("train-step")
             if step % prof.log_every == 0 or step == prof.steps:
-                vals = {k: float(v) for k, v in losses.items()}
-                scalars.write(step, vals)
+                vals = distributed.mean_losses(losses, w)
+                if scalars is not None:
+                    scalars.write(step, vals)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if k in ("loss_D", "loss_G")})
             if step % prof.checkpoint_every == 0 or step == prof.steps or step in evals.values():
                 check_finite(adapter.modules, step)
                 last_ckpt = save(step)
                 failpoints.reached("checkpoint")
     except DivergenceError as e:
-        _write_status(run_dir, status="failed", step=e.step, reason=str(e))
+        status(run_dir, status="failed", step=e.step, reason=str(e))
         log.warning("%s: %s", run_dir, e)
         return TrainOutcome("failed", e.step, last_ckpt, str(e), time.perf_counter() - t0)
     finally:
         bar.close()
-        scalars.close()
+        if scalars is not None:
+            scalars.close()
     if last_ckpt is None:
         last_ckpt = ckpt.latest_checkpoint(run_dir)
-    _write_status(run_dir, status="complete", step=step, checkpoint=last_ckpt.name if last_ckpt else None,
-                  eval_checkpoints={label: ckpt.step_dir_name(s) for label, s in evals.items()})
+    status(run_dir, status="complete", step=step, checkpoint=last_ckpt.name if last_ckpt else None,
+           eval_checkpoints={label: ckpt.step_dir_name(s) for label, s in evals.items()})
+    distributed.barrier(w)                            # rank 0's last checkpoint is on disk for every rank
     return TrainOutcome("complete", step, last_ckpt, "", time.perf_counter() - t0)
 
 
