@@ -64,6 +64,7 @@ def test_two_jobs_give_the_records_of_one_and_a_dead_worker_costs_only_its_run(t
     a, b = ok_values(one), ok_values(two)
     assert len(a) > 0 and set(a["metric"]) >= {"nrds", "l1"}
     pd.testing.assert_frame_equal(a, b)        # one thread everywhere: bit-identical, NRDS over both jobs' models
+    assert (one / "leaderboard.csv").read_bytes() == (two / "leaderboard.csv").read_bytes()
     for row in ("ed-gan-coupled-w-0-001", "ed-gan-decoupled-w-1"):
         assert (two / "runs" / row / "seed1" / "autoencode-digits" / "samples.png").is_file()
 
