@@ -235,10 +235,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     info = ckpt.read_run_info(path)
     check_recorded_plugins(info.get("plugins") or [])   # never imported on the run's word: --plugin names them
     spec = RunSpec.from_dict(info["spec"])
+    from bench import distributed
+    w, device = distributed.start(select_device(args.device))    # under torchrun: the test batches split N ways
     with plugin_faults(path.parent.parent):
-        res = score_run(spec, path, device=select_device(args.device), progress=not args.no_progress)
+        res = score_run(spec, path, device=device, progress=not args.no_progress and w.main)
     for k, v in res.values.items():
         print(f"{spec.task}/{k}\t{v:.6g}\tprotocol {res.protocol_hashes[k]}")
+    if w.parallel and distributed.dist.is_initialized():
+        distributed.dist.destroy_process_group()
     return 0
 
 

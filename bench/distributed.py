@@ -18,6 +18,9 @@ gives (within float tolerance):
 - **One writer.** Rank 0 writes the checkpoints, the scalars and the status; the logged losses are averaged
   over the ranks first. Every rank draws the same random numbers in the same order (same seed, same shapes),
   so rank 0's saved RNG state resumes every rank exactly.
+- **Scoring** (``torchrun ... -m bench.cli score RUN``): each rank makes the outputs of every N-th test batch,
+  rank 0 gathers them (:func:`gather_on_main`) and feeds its scorers in batch order: the metrics of one
+  process, the model's work split N ways (the scorers' own networks, e.g. a segmenter judge, run on rank 0).
 """
 
 from __future__ import annotations
@@ -128,6 +131,20 @@ def mean_losses(losses: Mapping[str, torch.Tensor], w: World) -> dict[str, float
     t = torch.tensor(list(vals.values()), dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return dict(zip(vals, (t / w.size).tolist()))
+
+
+def gather_on_main(part: dict[int, Any], w: World) -> dict[int, Any] | None:
+    """Every rank's ``{batch index: outputs}`` merged on rank 0 (tensors moved to the CPU to travel); None
+    elsewhere. Scoring then feeds the scorers in batch order on rank 0, so the metrics are one process's."""
+    cpu = {i: {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in outs.items()} for i, outs in part.items()}
+    got: list[Any] | None = [None] * w.size if w.main else None
+    dist.gather_object(cpu, got, dst=0)
+    if not w.main:
+        return None
+    merged: dict[int, Any] = {}
+    for d in got or []:
+        merged.update(d)
+    return merged
 
 
 def barrier(w: World) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from bench import checkpoint as ckpt
+from bench import distributed
 from bench import failpoints
 from bench import gates
 from bench.batches import eval_loader
@@ -206,16 +207,28 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
     data, task, batches = test_batches(spec, device, f"score {spec.row} | {spec.task}", progress)
     logged = [e for e in mine if e.feed == "log"]
     mine = [e for e in mine if e.feed != "log"]
-    scorers = {e.text: e.cls(_context(spec, e, task, device)) for e in mine}
     adapter = open_model(spec, checkpoint, task, device) if spec.kind == "model" else None
     kinds = output_kinds(task, mine)
+    w = distributed.world()
+    shared = None                     # under torchrun: every rank's outputs, gathered on rank 0
+    if w.parallel and adapter is not None and distributed.dist.is_initialized():
+        batches = list(batches)
+        shared = distributed.gather_on_main(
+            {i: scored_outputs(model_outputs(adapter, task, batch, i), kinds, f"test batch {i}")
+             for i, batch in batches if i % w.size == w.rank}, w)
+        if not w.main:
+            return ScoreOutcome({}, {}, {})
+    scorers = {e.text: e.cls(_context(spec, e, task, device)) for e in mine}
     checks = {o: gates.OutputGate(o) for o in kinds} if adapter is not None else {}
     fields = {e.output: e.field for e in mine}
     fed = {e.text: 0 for e in mine}
     for i, batch in batches:
         outs = None
-        if adapter is not None:
+        if shared is not None:
+            outs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in shared[i].items()}
+        elif adapter is not None:
             outs = scored_outputs(model_outputs(adapter, task, batch, i), kinds, f"test batch {i}")
+        if outs is not None:
             for o, gate in checks.items():
                 if o in outs:
                     gate.update(outs[o], task.view(fields[o]).y(batch) if fields[o] in task.fields else None)

@@ -1,6 +1,7 @@
-"""Data-parallel training under torchrun (bench/distributed.py) on CPU with the gloo back-end: two processes
-with half the batch each give the weights of one process with the whole batch, and a run resumed under two
-processes is bit-identical to one that was not interrupted."""
+"""Data-parallel training and scoring under torchrun (bench/distributed.py) on CPU with the gloo back-end: two
+processes with half the batch each give the weights of one process with the whole batch, a run resumed under
+two processes is bit-identical to one that was not interrupted, and scoring split over two processes gives one
+process's metrics."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def suite(tmp_path_factory) -> Path:
     only, dropout draws per sample, and behind instance norm a conv's bias has no gradient but rounding noise,
     which Adam scales to a full step (so two sums of the same zero disagree by the learning rate)."""
     tiny = {"steps": 4, "image_size": 32, "load_size": 36, "batch_size": 4, "train_subset": 16, "eval_subset": 8,
-            "eval_batch_size": 8, "checkpoint_every": 2, "keep_checkpoints": 4, "log_every": 1,
+            "eval_batch_size": 2, "checkpoint_every": 2, "keep_checkpoints": 4, "log_every": 1,
             "options": {"ngf": 8, "ndf": 8, "dropout": 0.0},
             "components": {"G": {"norm": "none"}, "D": {"norm": "none"}}}
     return quickstart_variant(tmp_path_factory.mktemp("suite"), suite={"name": "ddp", "tasks": ["photo2depth"],
@@ -74,3 +75,13 @@ def test_a_run_resumed_under_two_processes_is_bit_identical(suite, two, tmp_path
     _torchrun(suite, again, "--resume")
     a, b = _weights(two), _weights(again)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_scoring_split_over_two_processes_gives_one_process_metrics(two):
+    run = two / "runs" / "a" / "seed0" / "photo2depth"
+    one = bench("score", str(run), "--device", "cpu", "--no-progress", env=ENV, check=True).stdout
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "bench.cli", "score", str(run), "--device", "cpu", "--no-progress"], cwd=REPO,
+                       capture_output=True, text=True, timeout=600, env={**__import__("os").environ, **ENV})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "photo2depth/rel" in one and r.stdout == one     # 4 test batches, 2 per rank: rank 0 prints the same
