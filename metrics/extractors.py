@@ -55,15 +55,16 @@ class ExtractorSpec:
     input_size: int | None        # side it needs (None: any size, it resizes itself)
     channels: int                 # 3 (RGB) or 1 (grey)
     internal_resize: str          # what the extractor does to its input itself
-    layers: dict[str, str]        # metric ("fid", "kid", "isc") -> feature layer
+    layers: dict[str, str]        # metric ("fid", "kid", "isc", "prc", "dc") -> feature layer
     default_resize: str = "none"
 
 
 SPECS: dict[str, ExtractorSpec] = {
     "inception-v3-compat": ExtractorSpec(
-        None, 3, "tf1x-bilinear:299", {"fid": "2048", "kid": "2048", "isc": "logits_unbiased"}),
+        None, 3, "tf1x-bilinear:299",
+        {"fid": "2048", "kid": "2048", "isc": "logits_unbiased", "prc": "2048", "dc": "2048"}),
     "mnist-classifier": ExtractorSpec(
-        28, 1, "none", {"fid": "128", "kid": "128", "isc": "logits"}),
+        28, 1, "none", {"fid": "128", "kid": "128", "isc": "logits", "prc": "128", "dc": "128"}),
 }
 
 

@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 ImageSource = Union[torch.Tensor, str, Path, torch.utils.data.Dataset, Callable[[int], torch.Tensor],
                     Iterable[torch.Tensor]]
-METRIC_NAMES = ("fid", "kid", "is")
+METRIC_NAMES = ("fid", "kid", "is", "prc", "dc")
+#: metrics that compare the generated features with the real ones one by one (not through statistics)
+FEATURE_METRICS = ("kid", "prc", "dc")
 
 
 # -- pure functions ---------------------------------------------------------------------------------
@@ -239,8 +241,14 @@ class FeatureSpace:
             tmp.replace(path)
         return ref
 
+    @property
+    def needs_features(self) -> bool:
+        """Whether the real side must keep its features (not only FID's statistics)."""
+        return any(m in self.metrics for m in FEATURE_METRICS)
+
     def score(self, gen: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], *, rng_seed: int = 2020,
-              kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10) -> dict[str, Any]:
+              kid_subsets: int = 100, kid_subset_size: int = 1000, is_splits: int = 10, prc_k: int = 3,
+              dc_k: int = 5) -> dict[str, Any]:
         """Metrics from generated features and a reference (from ``reference``)."""
         from torch_fidelity.metric_isc import isc_features_to_metric
         n_gen = len(next(iter(gen.values())))
@@ -259,8 +267,36 @@ class FeatureSpace:
             i = isc_features_to_metric(gen[self.layers["is"]], is_splits, True, rng_seed)
             out |= {"is": i["inception_score_mean"], "is_std": i["inception_score_std"]}
             proto["is"] = {"splits": is_splits, "rng_seed": rng_seed}
+        if "prc" in self.layers:                 # torch-fidelity's: generated first, real second
+            from torch_fidelity.metric_prc import calculate_precision_recall_part
+            fg, fr = gen[self.layers["prc"]], ref[f"feat.{self.layers['prc']}"]
+            p, r = calculate_precision_recall_part(fg, fr, neighborhood=prc_k)
+            out |= {"precision": p, "recall": r, "f_score": 2 * p * r / max(1e-5, p + r)}
+            proto["prc"] = {"k": prc_k, "method": "Kynkaanniemi et al. 2019 (torch-fidelity), ball <= k-th NN",
+                            "dtype": "float32"}
+        if "dc" in self.layers:
+            fg, fr = gen[self.layers["dc"]], ref[f"feat.{self.layers['dc']}"]
+            out["density"], out["coverage"] = density_coverage(fg, fr, k=dc_k)
+            proto["dc"] = {"k": dc_k, "method": "Naeem et al. 2020 (prdc), strictly inside the k-th NN ball",
+                           "dtype": "float64"}
         out["protocol"] = proto
         return out
+
+
+def density_coverage(gen: torch.Tensor, real: torch.Tensor, k: int = 5, batch_size: int = 10000
+                     ) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020, as their ``prdc`` code): each real sample's ball reaches its
+    k-th nearest real neighbour; density = (1 / kM) x the count of (real ball, generated sample) pairs with the
+    sample strictly inside the ball; coverage = the share of real balls holding at least one generated sample."""
+    from torch_fidelity.metric_prc import calc_cdist_part
+    real, gen = real.double(), gen.double()
+    if len(real) <= k:
+        raise MetricError(f"density / coverage with k = {k} need more than {k} real samples, got {len(real)}")
+    radii = torch.cat([calc_cdist_part(b, real, batch_size).kthvalue(k + 1, dim=1).values
+                       for b in real.split(batch_size)])                  # the 1st is the sample itself
+    inside = torch.cat([calc_cdist_part(b, gen, batch_size) < r[:, None]
+                        for b, r in zip(real.split(batch_size), radii.split(batch_size))])   # (N real, M gen)
+    return float(inside.sum(0).double().mean() / k), float(inside.any(1).double().mean())
 
 
 def compute(gen: ImageSource, real: ImageSource | None = None, *, extractor: str = "inception-v3-compat",
@@ -281,7 +317,7 @@ def compute(gen: ImageSource, real: ImageSource | None = None, *, extractor: str
     if real is None and set(fs.metrics) - {"is"}:
         raise MetricError("FID and KID need the real images (real=...)")
     g = fs.features(gen, num_samples, desc="generated features")
-    ref = (fs.reference(real, cache=cache, cache_root=cache_root, need_features="kid" in fs.metrics)
+    ref = (fs.reference(real, cache=cache, cache_root=cache_root, need_features=fs.needs_features)
            if real is not None else {"n": torch.tensor(0)})
     return fs.score(g, ref, rng_seed=rng_seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                     is_splits=is_splits)
@@ -330,21 +366,28 @@ class FIDScorer(Scorer):
     """FID (and optionally KID / IS, per-class FID) of generated images against the real targets.
 
     Options (``ctx.options``): ``extractor`` (default "inception-v3-compat"), ``weights_path``,
-    ``resize``, ``batch_size``, ``metrics`` (subset of fid / kid / is), ``per_class`` (bool: CA-GAN
+    ``resize``, ``batch_size``, ``metrics`` (subset of fid / kid / is / prc: precision, recall and their F-score,
+    Kynkaanniemi et al. 2019 with ``prc_k`` neighbours, default 3 / dc: density and coverage, Naeem et al. 2020
+    with ``dc_k``, default 5), ``per_class`` (bool: CA-GAN
     per-class FID by ``batch[class_key]``, default key "label"). Predictions and targets are
     quantised to uint8 (from [-1, 1]) as they stream in, as if saved to PNG.
     """
 
     feed = "samples"
-    keys = ("fid", "kid", "is", "fid_class_mean")
+    keys = ("fid", "kid", "is", "fid_class_mean", "precision", "recall", "f_score", "density", "coverage")
     outputs = ("image",)
-    higher_is_better = ("is",)
-    ranges = {"fid": (0.0, None), "fid_class_mean": (0.0, None), "is": (1.0, None)}   # KID's estimate may be < 0
+    higher_is_better = ("is", "precision", "recall", "f_score", "density", "coverage")
+    ranges = {"fid": (0.0, None), "fid_class_mean": (0.0, None), "is": (1.0, None),   # KID's estimate may be < 0
+              "precision": (0.0, 1.0), "recall": (0.0, 1.0), "f_score": (0.0, 1.0), "density": (0.0, None),
+              "coverage": (0.0, 1.0)}
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)
         o = ctx.options
         self.per_class = bool(o.get("per_class", False))
+        self.prc_k, self.dc_k = int(o.get("prc_k", 3)), int(o.get("dc_k", 5))
+        if self.prc_k < 1 or self.dc_k < 1:
+            raise MetricError(f"fid: prc_k and dc_k count neighbours (1 or more), got {self.prc_k} and {self.dc_k}")
         self.class_key = str(o.get("class_key", "label"))
         self.space = FeatureSpace(
             o.get("extractor", "inception-v3-compat"), weights_path=o.get("weights_path"),
@@ -376,8 +419,9 @@ class FIDScorer(Scorer):
             raise MetricError("the fid scorer saw no images")
         gen, real = torch.cat(self._gen), torch.cat(self._real)
         root = self.ctx.cache_dir / "fidelity"
-        ref = self.space.reference(real, cache_root=root, need_features="kid" in self.space.metrics)
-        out = self.space.score(self.space.features(gen, desc="generated features"), ref, rng_seed=2020)
+        ref = self.space.reference(real, cache_root=root, need_features=self.space.needs_features)
+        out = self.space.score(self.space.features(gen, desc="generated features"), ref, rng_seed=2020,
+                               prc_k=self.prc_k, dc_k=self.dc_k)
         self._protocol = out.pop("protocol")
         if self.per_class:
             labels = torch.cat(self._labels)

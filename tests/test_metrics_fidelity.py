@@ -212,13 +212,36 @@ def test_compute_equals_torch_fidelity_calculate_metrics(mnist: dict[str, np.nda
     ref = torch_fidelity.calculate_metrics(
         input1=Images(gen), input2=Images(real), feature_extractor="mnist-classifier",
         feature_extractor_weights_path=str(mnist_weights), fid=True, kid=True, isc=True, cuda=False,
-        cache=False, verbose=False, save_cpu_ram=True, kid_subset_size=100, kid_subsets=20, batch_size=50)
+        cache=False, verbose=False, save_cpu_ram=True, kid_subset_size=100, kid_subsets=20, batch_size=50,
+        prc=True)
     ours = fidelity.compute(gen, real, extractor="mnist-classifier", weights_path=mnist_weights,
-                            metrics=("fid", "kid", "is"), kid_subset_size=100, kid_subsets=20, cache=False)
+                            metrics=("fid", "kid", "is", "prc"), kid_subset_size=100, kid_subsets=20, cache=False)
+    for k in ("precision", "recall", "f_score"):                      # input1 generated, input2 real: as ours
+        assert ours[k] == pytest.approx(ref[k], abs=1e-9), k
     assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
     assert ours["kid"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-5)
     assert ours["is"] == pytest.approx(ref["inception_score_mean"], rel=1e-6)
     assert ours["is_std"] == pytest.approx(ref["inception_score_std"], rel=1e-5)
+
+
+def test_precision_recall_density_coverage_by_hand() -> None:
+    """1-d features: real 0, 1, 2, 3 (each ball of radius 1 with k = 1), generated 0.5 and 10 (balls of 9.5).
+    Precision: 0.5 lies in a real ball, 10 in none -> 1/2; recall: every real point lies in 0.5's ball -> 1;
+    density: 0.5 is strictly inside 2 real balls (0 and 1), 10 in none -> (2 + 0) / (1 x 2) = 1; coverage: real
+    0 and 1 hold a generated point, 2 and 3 do not -> 1/2. Swapping the sides would give 1 and 1/2: the order
+    is checked."""
+    fs = fidelity.FeatureSpace.__new__(fidelity.FeatureSpace)
+    fs.layers, fs.protocol = {"prc": "f", "dc": "f"}, {}
+    gen, real = torch.tensor([[0.5], [10.0]]), torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    out = fs.score({"f": gen}, {"feat.f": real, "n": torch.tensor(4)}, prc_k=1, dc_k=1)
+    assert (out["precision"], out["recall"], out["density"], out["coverage"]) == (0.5, 1.0, 1.0, 0.5)
+    assert out["f_score"] == pytest.approx(2 * 0.5 / 1.5)
+    assert out["protocol"]["prc"]["k"] == 1 and out["protocol"]["dc"]["k"] == 1
+    # a set against itself: every point in its own ball, and (no ties) exactly k points strictly inside each ball
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(0))
+    assert fidelity.density_coverage(x, x, k=5) == (1.0, 1.0)
+    with pytest.raises(MetricError, match="need more than 5 real samples"):
+        fidelity.density_coverage(x, x[:5], k=5)
 
 
 def test_batch_size_folder_and_cache(mnist: dict[str, np.ndarray], mnist_weights: Path, tmp_path: Path) -> None:
@@ -372,3 +395,18 @@ def test_per_class_fid_names_a_class_with_one_image(mnist: dict[str, np.ndarray]
     with pytest.raises(MetricError, match=r"class 7: 1 < 4.*generate more") as err:
         fidelity.per_class_fid(real, gen_labels, real[real_keep], labels[real_keep], **kw)
     assert "\n" not in str(err.value)
+
+
+def test_the_scorer_gives_precision_recall_density_coverage_of_one_for_equal_sets(
+        mnist: dict[str, np.ndarray], mnist_weights: Path, tmp_path: Path) -> None:
+    real = _digits(mnist, 7)[:120].float() / 127.5 - 1
+    opts = {"extractor": "mnist-classifier", "weights_path": str(mnist_weights), "metrics": ["fid", "prc", "dc"]}
+    scorer = METRICS.get("fid")(_ctx(opts, tmp_path))
+    for i in range(0, 120, 50):
+        scorer.update(real[i:i + 50], {"photo": real[i:i + 50]})
+    out = scorer.compute()
+    assert abs(out["fid"]) < 1e-3
+    assert (out["precision"], out["recall"], out["f_score"], out["coverage"]) == (1.0, 1.0, 1.0, 1.0)
+    assert out["density"] == pytest.approx(1.0, abs=0.02)            # exactly 1 where no two distances tie
+    assert scorer.protocol()["prc"]["k"] == 3 and scorer.protocol()["dc"]["k"] == 5
+    assert all(METRICS.get("fid").is_higher_better(k) for k in ("precision", "recall", "density", "coverage"))
