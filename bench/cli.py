@@ -187,7 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  failed: {f}")
     if report.leaderboard:
         print(report.leaderboard.read_text())
-        print(f"leaderboard: {report.leaderboard} (+ .csv, .png); results: {out / 'results.sqlite'}")
+        store = args.store.split("@")[-1] if args.store else out / RESULTS_FILE
+        print(f"leaderboard: {report.leaderboard} (+ .csv, .png); results: {store}")
+        print(f"open the report: {report.leaderboard.with_name('report.html')}")
     return 0
 
 

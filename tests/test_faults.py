@@ -277,8 +277,10 @@ def test_pipes_and_commas_in_row_names(tmp_path):
 
 def test_tasks_runs_only_the_chosen_tasks_and_the_board_shows_only_them(tmp_path):
     out = tmp_path / "out"
-    bench("run", "quickstart", "--profile", "tiny", "--rows", ROW, "--tasks", "photo2depth", "--out", str(out),
-          "--no-progress", "--device", "cpu", check=True)
+    r = bench("run", "quickstart", "--profile", "tiny", "--rows", ROW, "--tasks", "photo2depth", "--out", str(out),
+              "--no-progress", "--device", "cpu", check=True)
+    assert r.stdout.strip().splitlines()[-1] == f"open the report: {out / 'report.html'}"   # the last line says where
+    assert (out / "report.html").is_file()
     board = pd.read_csv(out / "leaderboard.csv")
     assert set(board["task"]) == {"photo2depth"} and set(board["status"]) <= {"ok", "degenerate"}
     assert sorted(p.name for p in (out / "runs" / slug(ROW) / "seed0").iterdir()) == ["photo2depth"]
