@@ -219,12 +219,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_sets(args: argparse.Namespace) -> int:
+    """``bench score --gen PATH --real PATH``: two image sets scored as they are, stamped and stored like a run."""
+    from bench.build import select_device
+    from bench.data.paths import cache_dir
+    from bench.imagesets import load_images
+    from bench.provenance import protocol_hash, running_code_version
+    from bench.registry import METRICS
+    from bench.results import ResultRecord, ResultStore
+    name = args.metric
+    cls = METRICS.get(name)
+    score_sets = getattr(cls, "score_sets", None)
+    if score_sets is None:
+        raise ConfigError(f"metric '{name}' scores runs, not image sets; use fid (metrics fid, kid, is, prc, dc)")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not args.real and set(metrics) - {"is"}:
+        raise ConfigError("--real is needed for every metric but is (Inception Score); give --real PATH")
+    gen, gen_desc = load_images(args.gen, size=args.size)
+    real, real_desc = load_images(args.real, size=args.size) if args.real else (None, None)
+    options: dict = {"metrics": metrics, "extractor": args.extractor}
+    options |= {k: v for k, v in (("weights_path", args.weights), ("resize", args.resize)) if v}
+    values, protocol = score_sets(gen, real if real is not None else gen[:0], options, select_device(args.device),
+                                  cache_dir())
+    protocol = {**protocol, "gen": gen_desc, "real": real_desc, "feed": "sets"}
+    h = protocol_hash(protocol)
+    for k, v in values.items():
+        print(f"{k}\t{v:.6g}\tprotocol {h}")
+    if args.out:
+        store = ResultStore(Path(args.out) / RESULTS_FILE)
+        store.add_protocol(h, protocol)
+        store.append([ResultRecord(suite="score", row=gen_desc["source"], task=(real_desc or {}).get("source", ""),
+                                   seed=0, profile="sets", metric=k, value=v, checkpoint="", protocol_hash=h,
+                                   code_version=running_code_version()) for k, v in values.items()])
+        print(f"results: {Path(args.out) / RESULTS_FILE}")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from bench import checkpoint as ckpt
     from bench.build import select_device
     from bench.registry import check_recorded_plugins
     from bench.runspec import RunSpec
     from bench.score import score_run
+    if args.gen:
+        return _score_sets(args)
+    if not args.checkpoint:
+        raise ConfigError("bench score needs a checkpoint or run folder, or --gen PATH [--real PATH]")
     path = Path(args.checkpoint)
     if (path / RESULTS_FILE).is_file() or (path / "runs").is_dir():
         raise ConfigError(f"{path} is a suite's output folder; pass one run's folder "
@@ -541,8 +581,20 @@ def parser() -> argparse.ArgumentParser:
     common(s)
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("score", help="score a checkpoint (or a run folder's newest checkpoint)")
-    s.add_argument("checkpoint")
+    s = sub.add_parser("score", help="score a checkpoint (or a run folder's newest checkpoint), or two image sets")
+    s.add_argument("checkpoint", nargs="?", help="a checkpoint or run folder (not with --gen)")
+    s.add_argument("--gen", metavar="PATH", help="generated images: a folder, an .npz / .npy / .pt array, or "
+                                                 "dataset:NAME:SPLIT[:FIELD]")
+    s.add_argument("--real", metavar="PATH", help="real images, in the same forms")
+    s.add_argument("--metrics", default="fid,kid", help="with --gen: some of fid, kid, is, prc (precision / "
+                                                        "recall), dc (density / coverage); default fid,kid")
+    s.add_argument("--metric", default="fid", help=argparse.SUPPRESS)      # the registered scorer with score_sets
+    s.add_argument("--extractor", default="inception-v3-compat",
+                   help="with --gen: the feature extractor (inception-v3-compat, mnist-classifier)")
+    s.add_argument("--weights", metavar="FILE", help="with --gen: the extractor's weights file")
+    s.add_argument("--resize", help="with --gen: how images reach the extractor's size (e.g. bilinear)")
+    s.add_argument("--size", type=int, default=64, help="with dataset:...: the side the dataset is read at")
+    s.add_argument("--out", metavar="DIR", help="with --gen: append the numbers to DIR/results.sqlite")
     common(s)
     s.set_defaults(func=cmd_score)
 

@@ -432,6 +432,25 @@ class FIDScorer(Scorer):
             out |= {f"fid_class_{c}": v for c, v in pc["per_class"].items()}
         return {k: float(v) for k, v in out.items()}
 
+    @classmethod
+    def score_sets(cls, gen: torch.Tensor, real: torch.Tensor, options: dict[str, Any], device: torch.device,
+                   cache_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
+        """Two image sets as they are (uint8 (N, C, H, W), any sizes N): ``bench score --gen --real``. Options as
+        the scorer's (extractor, weights_path, resize, batch_size, metrics, prc_k, dc_k); IS needs no real set."""
+        unknown = sorted(set(options) - {"extractor", "weights_path", "resize", "batch_size", "metrics", "prc_k",
+                                         "dc_k"})
+        if unknown:
+            raise MetricError(f"fid: unknown option '{unknown[0]}'")
+        space = FeatureSpace(options.get("extractor", "inception-v3-compat"), weights_path=options.get("weights_path"),
+                             metrics=tuple(options.get("metrics", ("fid",))), resize=options.get("resize"),
+                             batch_size=int(options.get("batch_size", 64)), device=device)
+        ref = (space.reference(real, cache_root=Path(cache_dir) / "fidelity", need_features=space.needs_features)
+               if set(space.metrics) - {"is"} else {"n": torch.tensor(len(real))})
+        out = space.score(space.features(gen, desc="generated features"), ref, rng_seed=2020,
+                          prc_k=int(options.get("prc_k", 3)), dc_k=int(options.get("dc_k", 5)))
+        proto = out.pop("protocol")
+        return {k: float(v) for k, v in out.items()}, {"scorer": f"{cls.__name__}.score_sets", **proto}
+
     def protocol(self) -> dict[str, Any]:
         p = dict(getattr(self, "_protocol", self.space.protocol))
         return {"scorer": type(self).__name__, **p, "per_class": self.per_class,

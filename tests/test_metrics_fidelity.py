@@ -17,6 +17,7 @@ from PIL import Image
 from bench.data.base import DatasetInfo
 from bench.errors import MetricError
 from bench.registry import METRICS, TASKS
+from bench.results import ResultStore
 from metrics import extractors as ex
 from metrics import fidelity
 from metrics.base import ScoreContext
@@ -166,6 +167,19 @@ def mnist_weights(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return ex.train_mnist_classifier(proto, root=data_root / "mnist", cache_root=tmp_path_factory.mktemp("mc"))
 
 
+class _Images(torch.utils.data.Dataset):
+    """A tensor of images as torch-fidelity's input."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
 def _digits(mnist: dict[str, np.ndarray], c: int, split: str = "test") -> torch.Tensor:
     x, y = mnist[f"x_{split}"], mnist[f"y_{split}"]
     return torch.from_numpy(x[y == c]).unsqueeze(1)
@@ -198,19 +212,9 @@ def test_mnist_fid_same_class_much_smaller(mnist: dict[str, np.ndarray], mnist_w
 def test_compute_equals_torch_fidelity_calculate_metrics(mnist: dict[str, np.ndarray], mnist_weights: Path) -> None:
     import torch_fidelity
 
-    class Images(torch.utils.data.Dataset):
-        def __init__(self, x: torch.Tensor):
-            self.x = x
-
-        def __len__(self) -> int:
-            return len(self.x)
-
-        def __getitem__(self, i: int) -> torch.Tensor:
-            return self.x[i]
-
     gen, real = _digits(mnist, 3)[:300], _digits(mnist, 5)[:320]
     ref = torch_fidelity.calculate_metrics(
-        input1=Images(gen), input2=Images(real), feature_extractor="mnist-classifier",
+        input1=_Images(gen), input2=_Images(real), feature_extractor="mnist-classifier",
         feature_extractor_weights_path=str(mnist_weights), fid=True, kid=True, isc=True, cuda=False,
         cache=False, verbose=False, save_cpu_ram=True, kid_subset_size=100, kid_subsets=20, batch_size=50,
         prc=True)
@@ -410,3 +414,74 @@ def test_the_scorer_gives_precision_recall_density_coverage_of_one_for_equal_set
     assert out["density"] == pytest.approx(1.0, abs=0.02)            # exactly 1 where no two distances tie
     assert scorer.protocol()["prc"]["k"] == 3 and scorer.protocol()["dc"]["k"] == 5
     assert all(METRICS.get("fid").is_higher_better(k) for k in ("precision", "recall", "density", "coverage"))
+
+
+# -- bench score --gen --real: image sets as they are ----------------------------------------------------
+def _score(capsys, *args: str) -> dict[str, float]:
+    from bench.cli import main
+    assert main(["score", *args, "--device", "cpu", "--no-progress"]) == 0
+    out = {}
+    for line in capsys.readouterr().out.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2].startswith("protocol "):
+            out[parts[0]] = float(parts[1])
+    return out
+
+
+def test_bench_score_of_two_image_folders_equals_torch_fidelity(mnist: dict[str, np.ndarray], mnist_weights: Path,
+                                                                tmp_path: Path, capsys) -> None:
+    import torch_fidelity
+    from PIL import Image
+    gen, real = _digits(mnist, 3)[:200], _digits(mnist, 5)[:220]
+    for name, x in (("gen", gen), ("real", real)):
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(x):
+            Image.fromarray(img[0].numpy()).save(tmp_path / name / f"{i:04d}.png")
+
+    ref = torch_fidelity.calculate_metrics(
+        input1=_Images(gen), input2=_Images(real), feature_extractor="mnist-classifier",
+        feature_extractor_weights_path=str(mnist_weights), fid=True, kid=True, prc=True, cuda=False, cache=False,
+        verbose=False, save_cpu_ram=True, kid_subset_size=200, kid_subsets=100, batch_size=64)
+    ours = _score(capsys, "--gen", str(tmp_path / "gen"), "--real", str(tmp_path / "real"), "--extractor",
+                  "mnist-classifier", "--weights", str(mnist_weights), "--metrics", "fid,kid,prc", "--out",
+                  str(tmp_path / "o"))
+    assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
+    assert ours["kid"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4)
+    assert (ours["precision"], ours["recall"]) == pytest.approx((ref["precision"], ref["recall"]), abs=1e-6)  # printed to 6 digits
+    store = ResultStore(tmp_path / "o" / "results.sqlite")
+    recs = store.records()
+    assert {r.metric for r in recs} >= {"fid", "kid", "precision", "recall"} and {r.row for r in recs} == {"gen"}
+    p = store.protocol(recs[0].protocol_hash)
+    assert p["gen"]["count"] == 200 and p["real"]["count"] == 220 and p["extractor"] == "mnist-classifier"
+    assert p["gen"]["sha256"] != p["real"]["sha256"]
+
+
+def test_bench_score_of_equal_sets_from_an_array_and_a_dataset(mnist_weights: Path, data_root: Path,
+                                                              tmp_path: Path, capsys) -> None:
+    from bench.registry import DATASETS
+    data = DATASETS.get("facades")("test", 28, root=None, subset=None, seed=0)
+    np.savez(tmp_path / "gen.npz", images=torch.stack([data[i]["photo"] for i in range(len(data))]).numpy())
+    out = _score(capsys, "--gen", str(tmp_path / "gen.npz"), "--real", "dataset:facades:test", "--size", "28",
+                 "--extractor", "mnist-classifier", "--weights", str(mnist_weights), "--metrics", "fid,prc,dc")
+    assert abs(out["fid"]) < 1e-3                                        # the same 106 images: FID ~ 0
+    assert (out["precision"], out["recall"], out["coverage"]) == (1.0, 1.0, 1.0)
+
+
+def test_bench_score_of_bad_sets_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from bench.cli import main
+    (tmp_path / "mixed").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "mixed" / "a.png")
+    Image.new("L", (9, 9)).save(tmp_path / "mixed" / "b.png")
+    np.save(tmp_path / "nan.npy", np.full((4, 8, 8), np.nan, dtype=np.float32))
+    cases = [(["--gen", str(tmp_path / "nope"), "--real", str(tmp_path / "nope")], "not found"),
+             (["--gen", str(tmp_path / "mixed"), "--real", str(tmp_path / "mixed")], "differ in size"),
+             (["--gen", str(tmp_path / "nan.npy"), "--real", str(tmp_path / "nan.npy")], "NaN or infinite"),
+             (["--gen", "dataset:facades:test:depth", "--real", "dataset:facades:test"], "no image field 'depth'"),
+             (["--gen", "dataset:facades", "--real", "dataset:facades"], "dataset:NAME:SPLIT"),
+             (["--gen", str(tmp_path / "mixed"), "--metrics", "fid"], "--real is needed")]
+    for args, expect in cases:
+        assert main(["score", *args, "--device", "cpu"]) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expect in err, (args, err)
