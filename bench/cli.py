@@ -87,6 +87,30 @@ def _rows(suite, values: list[str] | None) -> list[str] | None:
     return out
 
 
+CPU_CONFIRM_MIN = 60.0      # a profile estimated above this on 2 CPU cores asks for --yes before it starts
+
+
+def _check_cpu_estimate(suite, profile: str | None, rows: list[str] | None, args: argparse.Namespace) -> None:
+    """Before a long run on a CPU: a profile measured at over an hour (scaled to the rows, tasks and seeds
+    chosen), or a GPU-sized one with no CPU estimate (short, full), needs --yes."""
+    name = profile or suite.suite.default_profile
+    prof = suite.profile(name)
+    base = name.partition("@x")[0]
+    share = ((len(rows) if rows else len(suite.rows)) / len(suite.rows)
+             * (len(_tasks(suite, args.tasks) or suite.suite.tasks) / len(suite.suite.tasks))
+             * ((args.seeds or len(suite.suite.seeds)) / max(1, len(suite.suite.seeds))))
+    if prof.minutes_cpu is not None:
+        est = prof.minutes_cpu * share
+        if est > CPU_CONFIRM_MIN:
+            gpu = f", about {prof.minutes_gpu * share:.0f} min on one GPU" if prof.minutes_gpu else ""
+            raise ConfigError(f"profile '{name}' of {suite.name} takes about {est / 60:.1f} h on 2 CPU cores for the "
+                              f"runs chosen{gpu}; pass --yes to start it (or --rows / --tasks / --seeds for fewer)")
+    elif base in ("short", "full"):
+        gpu = f" (about {prof.minutes_gpu * share:.0f} min on one GPU)" if prof.minutes_gpu else ""
+        raise ConfigError(f"profile '{name}' of {suite.name} is sized for a GPU{gpu} and this run would use the CPU; "
+                          "pass --yes to start it anyway, or choose a cpu / smoke profile (bench list suites)")
+
+
 def _tasks(suite, values: list[str] | None) -> list[str] | None:
     """``--tasks A,B`` (repeatable): tasks of the suite to run (default: all of them)."""
     if not values:
@@ -171,6 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = _out(args.out, suite.name)
     profile = _budget_profile(suite, args.profile, args.budget)
     device = select_device(args.device)
+    if device.type == "cpu" and not args.yes:
+        _check_cpu_estimate(suite, profile, rows, args)
     jobs = args.jobs
     if jobs is None:                              # one worker per visible GPU, else one
         from bench.jobs import visible_gpus
@@ -562,6 +588,8 @@ def parser() -> argparse.ArgumentParser:
                         "--jobs on this machine)")
     s.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster to run on (e.g. ray://head:10001)")
     s.add_argument("--store", metavar="URL", help=STORE_HELP)
+    s.add_argument("--yes", action="store_true",
+                   help="start a profile that takes over an hour on the CPU, or a GPU-sized one on the CPU")
     s.add_argument("--partition", help="Slurm partition of the jobs")
     s.add_argument("--slurm", action="append", metavar="KEY=VALUE", default=[],
                    help="another submitit Slurm parameter, repeated (e.g. --slurm account=lab --slurm qos=high)")

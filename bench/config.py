@@ -108,6 +108,10 @@ class Profile:
                                        "`--time-limit` overrides).", None)
     stall_limit_min: float = doc("A run with no training step, scoring batch or judge step for this many minutes "
                                  "is stalled: ended and recorded failed (`--stall-limit` overrides).", 30.0)
+    minutes_cpu: float | None = doc("Measured wall minutes of the whole profile (every row x task x seed) on 2 CPU "
+                                    "cores (`bench list suites` shows it; a run of over 60 minutes started on a "
+                                    "CPU asks for `--yes`). Not part of a run's spec.", None)
+    minutes_gpu: float | None = doc("The same on one GPU (H100 class), where measured.", None)
     options: dict[str, Any] = doc("Method option overrides for this profile (merged over `[options]`).",
                                   factory=dict)
     components: dict[str, dict[str, Any]] = doc(
@@ -294,7 +298,10 @@ def ladder_profile(base: Profile, rungs: list[float]) -> Profile:
         raise ConfigError("a budget ladder needs a profile that trains (steps >= 1)")
     steps = max(1, round(max(rungs) * base.steps))
     at = sorted({max(1, round(r * base.steps)) for r in rungs} - {steps})
-    return dataclasses.replace(base, steps=steps, eval_steps=at)
+    scale = steps / base.steps                         # the estimates grow with the training (not the scoring)
+    return dataclasses.replace(base, steps=steps, eval_steps=at,
+                               minutes_cpu=None if base.minutes_cpu is None else base.minutes_cpu * scale,
+                               minutes_gpu=None if base.minutes_gpu is None else base.minutes_gpu * scale)
 
 
 TOP_SECTIONS = ("dataset_options", "options", "metrics", "metric_options", "columns", "tolerances")

@@ -46,7 +46,11 @@ def _suite(path: Any) -> str:
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     profiles = data.get("profiles") or {}
     default = (data.get("suite") or {}).get("default_profile")
-    parts = [f"{name}{'*' if name == default else ''} ({p.get('steps', '?')} steps)" for name, p in profiles.items()]
+    def est(p: dict) -> str:
+        t = [f"~{p[k]:.0f} min {where}" for k, where in (("minutes_cpu", "CPU"), ("minutes_gpu", "GPU")) if k in p]
+        return f", {' / '.join(t)}" if t else ""
+    parts = [f"{name}{'*' if name == default else ''} ({p.get('steps', '?')} steps{est(p)})"
+             for name, p in profiles.items()]
     return f"profiles: {', '.join(parts)}" if parts else "no profiles"
 
 

@@ -61,6 +61,10 @@ class RunSpec:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+#: profile keys that describe it and do not define a run (kept out of ``RunSpec.train`` and its hashes)
+ESTIMATES = ("minutes_cpu", "minutes_gpu")
+
+
 def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = None,
            seeds: list[int] | None = None, tasks: list[str] | None = None) -> list[RunSpec]:
     """All runs of a suite (or of the chosen rows, seeds and tasks), in row, seed, task order."""
@@ -88,5 +92,6 @@ def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = 
                     method=(row.method or suite.suite.method) if model else "",
                     components=comps, label_output=row.label_output, method_options=opts,
                     dataset_options={**suite.dataset_options, **prof.dataset_options},
-                    train=dataclasses.asdict(prof), metrics=entries, metric_options=metric_opts))
+                    train={k: v for k, v in dataclasses.asdict(prof).items() if k not in ESTIMATES},
+                    metrics=entries, metric_options=metric_opts))
     return runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from suite_helpers import bench
 
@@ -21,7 +22,28 @@ def test_list_suites_names_each_suites_profiles_and_their_steps():
     r = bench("list", "suites", check=True)
     line = next(ln for ln in r.stdout.splitlines() if ln.split()[:1] == ["translation-zoo"])
     prof = tomllib.loads((REPO / "leaderboards" / "translation-zoo.toml").read_text())["profiles"]
-    assert f"smoke* ({prof['smoke']['steps']} steps)" in line and f"cpu ({prof['cpu']['steps']} steps)" in line
+    assert f"smoke* ({prof['smoke']['steps']} steps)" in line and f"cpu ({prof['cpu']['steps']} steps" in line
+    line = next(ln for ln in r.stdout.splitlines() if ln.split()[:1] == ["context-encoder"])
+    assert "cpu (3000 steps, ~54 min CPU)" in line                   # the measured estimate, where there is one
+
+
+def test_the_cpu_estimate_scales_with_the_runs_chosen_and_a_ladder():
+    import argparse
+
+    from bench.cli import _check_cpu_estimate
+    from bench.config import load_suite
+    from bench.errors import ConfigError
+    from suite_helpers import REPO
+    suite = load_suite(REPO / "leaderboards" / "newlosses.toml")          # cpu: ~120 min for 7 rows x 3 seeds
+    args = argparse.Namespace(tasks=None, seeds=None)
+    with pytest.raises(ConfigError, match="about 2.0 h"):
+        _check_cpu_estimate(suite, "cpu", None, args)
+    _check_cpu_estimate(suite, "cpu", [suite.rows[0].name, suite.rows[1].name], args)    # 2 of 7 rows: ~34 min
+    _check_cpu_estimate(suite, "cpu", None, argparse.Namespace(tasks=None, seeds=1))    # 1 of 3 seeds: 40 min
+    from bench.runspec import expand
+    assert "minutes_cpu" not in expand(suite, "cpu")[0].train        # an estimate never moves a run's hashes
+    with pytest.raises(ConfigError, match="about 2.0 h"):                # x1.5 ladder, 2 of 3 seeds: 120 min
+        _check_cpu_estimate(suite, "cpu@x0.5-1.5", None, argparse.Namespace(tasks=None, seeds=2))
 
 
 def test_help_imports_no_torch():
