@@ -87,6 +87,14 @@ def _rows(suite, values: list[str] | None) -> list[str] | None:
     return out
 
 
+def _keep(v: str) -> int:
+    if v == "all":
+        return 10 ** 9
+    if not v.isdigit() or int(v) < 1:
+        raise argparse.ArgumentTypeError(f"{v!r}: give a count of 1 or more, or 'all'")
+    return int(v)
+
+
 CPU_CONFIRM_MIN = 60.0      # a profile estimated above this on 2 CPU cores asks for --yes before it starts
 
 
@@ -194,6 +202,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = _rows(suite, args.rows)
     out = _out(args.out, suite.name)
     profile = _budget_profile(suite, args.profile, args.budget)
+    if args.keep_checkpoints is not None:          # the profile's, for this command (not part of a run's hashes)
+        import dataclasses
+        name = profile or suite.suite.default_profile
+        suite.profiles[name] = dataclasses.replace(suite.profile(name), keep_checkpoints=args.keep_checkpoints)
     device = select_device(args.device)
     if device.type == "cpu" and not args.yes:
         _check_cpu_estimate(suite, profile, rows, args)
@@ -588,6 +600,8 @@ def parser() -> argparse.ArgumentParser:
                         "--jobs on this machine)")
     s.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster to run on (e.g. ray://head:10001)")
     s.add_argument("--store", metavar="URL", help=STORE_HELP)
+    s.add_argument("--keep-checkpoints", type=_keep, metavar="N|all",
+                   help="newest checkpoints kept per run (default: the profile's, 1; the budget rungs' always)")
     s.add_argument("--yes", action="store_true",
                    help="start a profile that takes over an hour on the CPU, or a GPU-sized one on the CPU")
     s.add_argument("--partition", help="Slurm partition of the jobs")

@@ -93,7 +93,8 @@ class Profile:
     eval_subset: int | None = doc("Keep the first N test samples (none: all).", None)
     eval_batch_size: int = doc("Batch size of the scoring pass.", 16)
     checkpoint_every: int = doc("Checkpoint every N generator steps (and at the last).", 1000)
-    keep_checkpoints: int = doc("Newest checkpoints kept per run.", 2)
+    keep_checkpoints: int = doc("Newest checkpoints kept per run (the budget ladder's and eval_epochs' are kept as "
+                                "well; `bench run --keep-checkpoints N` overrides).", 1)
     log_every: int = doc("Write losses to scalars.csv / TensorBoard every N steps.", 50)
     num_workers: int = doc("Data-loading worker processes.", 0)
     amp: bool = doc("bf16 autocast on CUDA (ignored on CPU).", True)

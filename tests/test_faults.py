@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.checkpoint import list_checkpoints
 from bench.schema import slug
 from suite_helpers import SCORED, bench, quickstart_variant
 
@@ -291,7 +292,10 @@ def test_tasks_runs_only_the_chosen_tasks_and_the_board_shows_only_them(tmp_path
     assert "photo2labels/" not in (out / "leaderboard.md").read_text()           # no column of a task not run
     # a later command adds a row to the folder: the side-by-side picture shows it beside the first, in suite order
     bench("run", "quickstart", "--profile", "tiny", "--rows", "4-Layer Concat", "--tasks", "photo2depth", "--out",
-          str(out), "--resume", "--no-progress", "--device", "cpu", check=True)
+          str(out), "--resume", "--no-progress", "--device", "cpu", "--keep-checkpoints", "all", check=True)
+    kept = {r: [p.name for p in list_checkpoints(out / "runs" / slug(r) / "seed0" / "photo2depth")]
+            for r in (ROW, "4-Layer Concat")}
+    assert kept == {ROW: ["step_00000006"], "4-Layer Concat": ["step_00000003", "step_00000006"]}   # 1 by default
     from bench.grids import comparison_captions
     captions, _ = comparison_captions(out / "comparison-photo2depth.png")
     assert [c for c in captions if c in ("4-Layer Concat", ROW)] == ["4-Layer Concat", ROW]
