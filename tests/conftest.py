@@ -59,14 +59,16 @@ def _few_threads() -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-slow", action="store_true", default=False,
-                     help="also run tests marked slow (whole suite profiles: minutes on a CPU)")
+    parser.addoption("--run-manual", action="store_true", default=False,
+                     help="also run tests marked manual (a whole default profile: tens of minutes on a CPU)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow") or os.environ.get("BENCH_RUN_SLOW") == "1":
+    """``manual`` tests run only when asked; ``slow`` ones (whole-suite runs) are in the full suite and left out
+    of the fast tier by ``-m "not slow"``."""
+    if config.getoption("--run-manual") or os.environ.get("BENCH_RUN_MANUAL") == "1":
         return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow (or BENCH_RUN_SLOW=1)")
+    skip = pytest.mark.skip(reason="manual: run with --run-manual (or BENCH_RUN_MANUAL=1)")
     for item in items:
-        if "slow" in item.keywords:
+        if "manual" in item.keywords:
             item.add_marker(skip)

@@ -184,6 +184,7 @@ def test_bad_options_and_tasks_are_one_line_errors():
         build_method("caae", SMALL, TASKS.get("autoencode").bind(UTKFACE), CTX, image_size=32)
 
 
+@pytest.mark.slow
 def test_table5_suite_smoke(tmp_path: Path):
     out = tmp_path / "decoupled-table5"
     bench("run", "decoupled-table5", "--profile", "smoke", "--seeds", "1", "--out", str(out), "--no-progress",

@@ -13,6 +13,7 @@ from suite_helpers import bench
 SUITES = ["cagan-vs-acgan", "cagan-mixed-batch", "cagan-acgan-ablation"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suite", SUITES)
 def test_smoke_profile(suite, tmp_path):
     out = tmp_path / suite

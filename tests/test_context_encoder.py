@@ -292,6 +292,7 @@ def test_the_suite_maps_the_papers_rows_and_claims():
     assert {c.metric for c in s.claims} == {"inpaint-center/l1_pct", "inpaint-center/l2_pct", "inpaint-center/psnr"}
 
 
+@pytest.mark.slow
 def test_smoke_profile_end_to_end(tmp_path):
     out = tmp_path / "ce"
     bench("run", "context-encoder", "--profile", "smoke", "--seeds", "1", "--out", str(out), "--no-progress",

@@ -307,6 +307,7 @@ def test_translation_zoo_rows_and_claims():
     assert {"smoke", "cpu", "short"} <= set(s.profiles)
 
 
+@pytest.mark.slow
 def test_translation_zoo_smoke_profile(tmp_path):
     out = tmp_path / "tz"
     board = run_smoke("translation-zoo", out, rows=4, claims=4)

@@ -44,11 +44,13 @@ def _killed_then_resumed(out: Path, executor: str, failure: str, one: pd.DataFra
     assert not list((out / "spool").glob("*.jsonl"))
 
 
+@pytest.mark.slow
 def test_submitit_jobs_give_the_records_of_one_process_and_a_killed_job_is_retried(tmp_path: Path, one_process):
     _killed_then_resumed(tmp_path / "sub", "submitit-local", "its local job .* failed", one_process)
     assert any((tmp_path / "sub" / "submitit").rglob("*_log.err"))         # submitit's own logs, per job
 
 
+@pytest.mark.slow
 def test_ray_tasks_give_the_records_of_one_process_and_a_crashed_task_is_retried(tmp_path: Path, one_process):
     pytest.importorskip("ray", reason="ray is the test extra's (pip install -e '.[test]')")
     _killed_then_resumed(tmp_path / "ray", "ray", "its Ray task failed .*WorkerCrashedError", one_process)

@@ -70,6 +70,7 @@ def test_claims_follow_the_published_table(n):
             assert sign * (value[a] - value[b]) > 0, (c.text, a, value[a], b, value[b])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_smoke_profile_runs_on_the_shared_data(n, data_root, tmp_path):
     name, task, metrics = TABLES[n]

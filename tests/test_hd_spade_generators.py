@@ -236,6 +236,7 @@ def test_pix2pixhd_cityscapes_rows_and_claims() -> None:
     assert s.suite.paper_steps == 595000 and {"smoke", "cpu", "short", "full"} <= set(s.profiles)
 
 
+@pytest.mark.slow
 def test_pix2pixhd_cityscapes_smoke_profile(tmp_path) -> None:
     from suite_helpers import run_smoke
     out = tmp_path / "hd"

@@ -49,6 +49,7 @@ def test_the_gpus_to_spread_over_are_the_visible_ones(monkeypatch):
     assert visible_gpus("cuda") == []                                  # one GPU: the workers share it
 
 
+@pytest.mark.slow
 def test_two_jobs_give_the_records_of_one_and_a_dead_worker_costs_only_its_run(tmp_path: Path):
     one, two = tmp_path / "one", tmp_path / "two"
     bench("run", *PARALLEL_ARGS, "--out", str(one), check=True)

@@ -317,6 +317,7 @@ def test_every_row_resumes_bit_exactly(tmp_path):
         torch.testing.assert_close(sb["state"], sa["state"], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_the_suite_smoke_profile_scores_every_row(tmp_path):
     out = tmp_path / "newlosses"
     bench("run", "newlosses", "--profile", "smoke", "--seeds", "1", "--out", str(out), "--no-progress", "--device",

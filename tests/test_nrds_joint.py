@@ -70,6 +70,7 @@ def test_protocol_records_the_options():
     ("decoupled-table2", "autoencode", 8, "ed-gan-decoupled-w-0-1"),
     ("decoupled-table3", "autoencode", 8, "ed-gan-decoupled-w-0-1"),
     ("decoupled-table4", "labels2photo", 4, "ed-gan")])
+@pytest.mark.slow
 def test_decoupled_suites_smoke(tmp_path: Path, suite: str, task: str, models: int, decoupled: str):
     out = tmp_path / suite
     bench("run", suite, "--profile", "smoke", "--seeds", "1", "--out", str(out), "--no-progress", check=True)

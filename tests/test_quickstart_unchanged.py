@@ -49,7 +49,7 @@ def test_quickstart_tiny_profile_unchanged(request):
     _compare(out, "quickstart-tiny.csv")
 
 
-@pytest.mark.slow
+@pytest.mark.manual
 def test_quickstart_smoke_profile_unchanged(tmp_path):
     _same_torch()
     out = tmp_path / "q"

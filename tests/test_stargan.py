@@ -187,6 +187,7 @@ def test_suite_rows_and_claims() -> None:
     assert s.suite.paper_steps == 40000 and {"smoke", "cpu", "short"} <= set(s.profiles)
 
 
+@pytest.mark.slow
 def test_suite_smoke_profile(tmp_path) -> None:
     out = tmp_path / "sg"
     board = run_smoke("stargan-digits", out, rows=3, claims=2)

@@ -40,6 +40,7 @@ def test_the_loss_zoo_has_every_loss_and_every_regulariser_a_patchgan_can_take()
     assert wanted <= regs, f"add a row for the regularisers {sorted(wanted - regs)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suite", ["discriminator-zoo", "loss-zoo"])
 def test_smoke_profile(suite, tmp_path):
     out = tmp_path / suite
