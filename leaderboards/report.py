@@ -10,6 +10,7 @@ import base64
 import html
 import math
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
@@ -25,7 +26,8 @@ th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.reproduced{
 .reversed{background:#f2dede}.notseparated{background:#eeeeee}.untestable{background:#fcf8e3}
 .degenerate{color:#8a6d3b;font-style:italic}.outside{color:#a94442;font-weight:bold}
 img{max-width:100%;border:1px solid #ddd;margin:4px 0}figure{display:inline-block;margin:6px;vertical-align:top}
-figcaption{font-size:12px;color:#555}code{font-size:12px}img.grid{width:min(100%,420px);image-rendering:pixelated}"""
+figcaption{font-size:12px;color:#555}code{font-size:12px}img.grid{width:min(100%,420px);image-rendering:pixelated}
+.best{font-weight:bold;background:#eef5fc}.scroll{overflow-x:auto;max-width:100%}"""
 
 
 def sample_grid(out: Path, row: str, task: str) -> Path | None:
@@ -77,10 +79,35 @@ def _num(v: float) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
 
 
-def table_html(long: pd.DataFrame) -> str:
-    cols = [c for c in dict.fromkeys(long["column"]) if not CHECKPOINT_KEY.match(c)]
+ARROWS = {"higher": "\u2191", "lower": "\u2193"}
+
+
+def best_rows(long: pd.DataFrame, column: str, skip: Iterable[str] = ()) -> set[str]:
+    """The rows with the best mean of ``column`` (by its ``better`` direction; ties all marked), among the
+    scored, non-degenerate rows not in ``skip`` (oracles); none where the column has no direction."""
+    g = long[(long["column"] == column) & (long["status"] == "ok") & ~long["row"].isin(list(skip))]
+    g = g[g["mean"].notna()]
+    if not len(g) or "better" not in g or g["better"].iloc[0] not in ARROWS:
+        return set()
+    best = g["mean"].max() if g["better"].iloc[0] == "higher" else g["mean"].min()
+    return set(g[g["mean"] == best]["row"])
+
+
+def table_html(long: pd.DataFrame, claim_columns: Iterable[str] = (), oracle_rows: Iterable[str] = ()) -> str:
+    """The results table: each column's header says whether higher or lower is better (arrow and tooltip), the
+    best model row of each column is bold (oracle rows are not ranked), and the earlier-checkpoint columns that
+    a claim is judged on are shown beside the final ones."""
+    claimed = set(claim_columns)
+    cols = [c for c in dict.fromkeys(long["column"]) if not CHECKPOINT_KEY.match(c) or c in claimed]
     has_pub = {c: long[long["column"] == c]["published"].notna().any() for c in cols}
-    head = "".join(f"<th>{html.escape(c)}</th>" + ("<th>paper</th>" if has_pub[c] else "") for c in cols)
+    better = {c: str(long[long["column"] == c]["better"].iloc[0]) if "better" in long else "" for c in cols}
+    best = {c: best_rows(long, c, oracle_rows) for c in cols}
+
+    def th(c: str) -> str:
+        arrow = ARROWS.get(better[c], "")
+        tip = f' title="{better[c]} is better"' if arrow else ""
+        return f"<th{tip}>{html.escape(c)}{' ' + arrow if arrow else ''}</th>"
+    head = "".join(th(c) + ("<th>paper</th>" if has_pub[c] else "") for c in cols)
     body = []
     for row, g in long.groupby("row", sort=False):
         cells = [f"<td>{html.escape(str(row))}</td>"]
@@ -98,7 +125,8 @@ def table_html(long: pd.DataFrame) -> str:
                     ci = f" <small>[{_num(r['ci_low'])}, {_num(r['ci_high'])}]</small>"
                 if ci and r.get("interval"):
                     ci += f" <small>{html.escape(str(r['interval']))}</small>"
-                cls = ' class="outside"' if bool(r.get("outside", False)) else ""
+                classes = (["outside"] if bool(r.get("outside", False)) else []) + (["best"] if row in best[c] else [])
+                cls = f' class="{" ".join(classes)}"' if classes else ""
                 if r["status"] == "degenerate":
                     cls = f' class="degenerate" title="{html.escape(str(r["reason"]))}"'
                     ci += " <small>degenerate</small>"
@@ -106,7 +134,7 @@ def table_html(long: pd.DataFrame) -> str:
             if has_pub[c]:
                 cells.append(f"<td>{_num(r['published'])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr><th>row</th>{head}</tr>{''.join(body)}</table>"
+    return f"<div class='scroll'><table><tr><th>row</th>{head}</tr>{''.join(body)}</table></div>"
 
 
 def claims_html(claims: pd.DataFrame) -> str:
@@ -134,9 +162,10 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
     if s.reference:
         parts.append(f"<p>reproduces: {html.escape(s.reference)}</p>")
     parts += ["<h2>Results</h2><p>Ours: mean over seeds with its 95% Student t interval of the mean (t95; "
-              "'clipped' where cut to the metric's range); red: the paper's value lies outside our interval; "
+              "'clipped' where cut to the metric's range); \u2191 / \u2193: higher / lower is better; bold: the "
+              "best model row of a column; red: the paper's value lies outside our interval; "
               "italic: a degenerate run (constant or collapsed outputs), shown but not a result.</p>",
-              table_html(long)]
+              table_html(long, [c.metric for c in suite.claims], [r.name for r in suite.rows if r.kind != "model"])]
     parts.append(claims_html(claims))
     if budget is not None and len(budget):
         parts += ["<h2>Claims by training budget</h2><p>Each claim judged again at every earlier checkpoint its "
@@ -144,8 +173,9 @@ def html_report(suite: Suite, long: pd.DataFrame, out: Path, profile: str, proto
                   "end.</p>", budget_table(budget).to_html(index=False, escape=True)]
     if len(agree):
         parts += ["<h2>Ranking agreement with the paper</h2>", agree.to_html(index=False, float_format="%.3f")]
-    for name, title in (("leaderboard.png", "Ours vs the paper"), ("curves.png", "Over training"),
-                        ("training.png", "Logged losses")):
+    published = bool(len(long)) and long["published"].notna().any()
+    for name, title in (("leaderboard.png", "Ours vs the paper" if published else "Ours, by row"),
+                        ("curves.png", "Over training"), ("training.png", "Logged losses")):
         if (out / name).is_file():
             parts += [f"<h2>{title}</h2>", _img(out / name, title)]
     for task, png, columns, seed in comparisons(out, list(s.tasks)):

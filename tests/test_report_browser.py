@@ -21,7 +21,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 PROBE = """<script>window.addEventListener('load', () => {
   const imgs = [...document.images];
   const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
-  document.title = `imgs:${ok}/${imgs.length};tables:${document.querySelectorAll('table').length}`;
+  const arrows = [...document.querySelectorAll('th')].filter(t => /[\u2191\u2193]/.test(t.textContent)).length;
+  document.title = `imgs:${ok}/${imgs.length};tables:${document.querySelectorAll('table').length}` +
+    `;dir:${arrows};best:${document.querySelectorAll('td.best').length}` +
+    `;wide:${Math.max(...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().width))}`;
 });</script></body>"""
 
 
@@ -43,7 +46,13 @@ def test_html_report_renders_in_chromium(tmp_path):
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     title = re.search(r"<title>(.*?)</title>", dom.stdout)
     assert title, dom.stderr[-500:]
-    imgs, tables = re.fullmatch(r"imgs:(\d+/\d+);tables:(\d+)", title.group(1)).groups()
+    imgs, tables, arrows, best, _ = re.fullmatch(r"imgs:(\d+/\d+);tables:(\d+);dir:(\d+);best:(\d+);wide:([\d.]+)",
+                                                 title.group(1)).groups()
+    assert int(arrows) == 2                          # rel and rms say "lower is better"
+    import pandas as pd
+    board = pd.read_csv(out / "leaderboard.csv")
+    ranked = board[(board["status"] == "ok") & board["metric"].isin(["rel", "rms"])]
+    assert int(best) == ranked["metric"].nunique()    # one best cell per column with a ranked (non-degenerate) row
     ok, total = map(int, imgs.split("/"))
     assert total >= 4 and ok == total, f"{ok} of {total} images rendered"      # chart, losses, 2 grids
     assert int(tables) >= 1

@@ -82,3 +82,20 @@ def test_training_plot_draws_the_suites_scalars_with_the_seeds_band(tmp_path):
     assert out is not None and (tmp_path / "training.png").stat().st_size > 1000
     assert plot_training(tmp_path, ["VAEGAN"], ["digits"], tmp_path / "none.png", "t", ("loss_G",)) is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_the_html_table_says_which_way_is_better_and_marks_the_best_model_row():
+    import pandas as pd
+
+    from leaderboards.report import table_html
+    rows = [("A", "t/acc", 0.7, "ok", "higher"), ("B", "t/acc", 0.8, "ok", "higher"), ("Oracle", "t/acc", 0.99, "ok",
+            "higher"), ("C", "t/acc", 0.95, "degenerate", "higher"), ("A", "t/l1", 0.3, "ok", "lower"),
+            ("B", "t/l1", 0.2, "ok", "lower"), ("A", "t/acc[s500]", 0.5, "ok", "higher"),
+            ("B", "t/acc[s500]", 0.6, "ok", "higher"), ("A", "t/l1[s500]", 0.4, "ok", "lower")]
+    long = pd.DataFrame([{"row": r, "column": c, "task": "t", "metric": c.split("/")[1], "mean": m, "std": float("nan"),
+                          "n": 3, "published": float("nan"), "gap": float("nan"), "status": st, "reason": "",
+                          "better": b} for r, c, m, st, b in rows])
+    out = table_html(long, claim_columns=["t/acc[s500]"], oracle_rows=["Oracle"])
+    assert '<th title="higher is better">t/acc \u2191</th>' in out and '<th title="lower is better">t/l1 \u2193</th>' in out
+    assert out.count('class="best"') == 3             # B in acc (not the oracle, not the degenerate C), B in l1 and in
+    assert "t/acc[s500]" in out and "t/l1[s500]" not in out   # acc[s500]; only the claimed earlier column is shown
