@@ -1,6 +1,7 @@
 """How long ``bench --help`` takes, a new user's first command (issue 27: under 1 s where torch is cached on
-disk), and ``bench list discriminators``. --help imports no torch (tests/test_cli.py checks that); before, ``bench/__init__`` imported ``bench.jobs``
-and with it torch, 2.3 s on the 2-core machine, against 0.28 s after. Timed with
+disk), and ``bench list discriminators``. --help imports no torch (tests/test_cli.py checks that); before,
+``bench/__init__`` imported ``bench.jobs`` and with it torch, 2.3 s on the 2-core machine, against 0.28 s
+after. Timed with
 ``pytest tests/benchmarks/test_bench_cli_start.py --benchmark-enable``; once as a test otherwise.
 """
 
