@@ -109,6 +109,8 @@ class Profile:
                                        "`--time-limit` overrides).", None)
     stall_limit_min: float = doc("A run with no training step, scoring batch or judge step for this many minutes "
                                  "is stalled: ended and recorded failed (`--stall-limit` overrides).", 30.0)
+    ema: float | None = doc("Decay of an average of the generator's weights kept along training (e.g. 0.999; "
+                            "bench/ema.py): scoring and sample grids use it. None: the last weights.", None)
     minutes_cpu: float | None = doc("Measured wall minutes of the whole profile (every row x task x seed) on 2 CPU "
                                     "cores (`bench list suites` shows it; a run of over 60 minutes started on a "
                                     "CPU asks for `--yes`). Not part of a run's spec.", None)
@@ -138,6 +140,8 @@ class Profile:
         if self.steps > MAX_STEPS:
             raise ConfigError(f"key 'steps' = {self.steps:.3g} is beyond any training budget (at most {MAX_STEPS:,} "
                               "generator steps); give the steps of one run")
+        from bench.ema import check_decay
+        check_decay(self.ema, "profile key")
         if any(e < 1 for e in self.eval_epochs) or len(set(self.eval_epochs)) != len(self.eval_epochs):
             raise ConfigError(f"key 'eval_epochs' must list distinct epochs >= 1, got {self.eval_epochs}")
         if any(s < 1 or s > self.steps for s in self.eval_steps) or len(set(self.eval_steps)) != len(self.eval_steps):
@@ -164,7 +168,13 @@ class Row:
     discriminator_options: dict[str, Any] = doc("Shorthand: factory options of every discriminator slot.",
                                                 factory=dict)
     published: dict[str, float] = doc("The paper's values, `\"<task>/<metric key>\" = value`.", factory=dict)
+    ema: float | None = doc("This row's weight-average decay, over the profile's `ema` (e.g. to compare with "
+                            "and without).", None)
     note: str = doc("Free text shown nowhere but the file.", "")
+
+    def __post_init__(self) -> None:
+        from bench.ema import check_decay
+        check_decay(self.ema, f"row '{self.name}':")
 
 
 CLAIM_STATISTICS = ("mean", "std", "max", "min", "each")

@@ -258,6 +258,8 @@ class MethodAdapter:
     samples_from: ClassVar[tuple[str, ...]] = ("batch",)
     #: False for a fixed model with nothing to train (profiles may then say steps = 0)
     trainable: ClassVar[bool] = True
+    #: the modules averaged over training when a profile or row sets ``ema`` (bench/ema.py)
+    ema_modules: ClassVar[tuple[str, ...]] = ("G",)
     d_steps_per_g: int = 1
 
     def __init__(self, options: Any, task: "TaskSpec", ctx: TrainContext,

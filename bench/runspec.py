@@ -65,6 +65,15 @@ class RunSpec:
 ESTIMATES = ("minutes_cpu", "minutes_gpu")
 
 
+def _train(prof: "Profile", row_ema: float | None) -> dict[str, Any]:
+    """A run's ``train``: the profile without its estimates, its ``ema`` (the row's over the profile's) only
+    where one is set, so that runs without it keep the hashes they had."""
+    d = {k: v for k, v in dataclasses.asdict(prof).items() if k not in ESTIMATES}
+    ema = row_ema if row_ema is not None else d.pop("ema", None)
+    d.pop("ema", None)
+    return d | ({"ema": ema} if ema is not None else {})
+
+
 def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = None,
            seeds: list[int] | None = None, tasks: list[str] | None = None) -> list[RunSpec]:
     """All runs of a suite (or of the chosen rows, seeds and tasks), in row, seed, task order."""
@@ -92,6 +101,6 @@ def expand(suite: "Suite", profile: str | None = None, rows: list[str] | None = 
                     method=(row.method or suite.suite.method) if model else "",
                     components=comps, label_output=row.label_output, method_options=opts,
                     dataset_options={**suite.dataset_options, **prof.dataset_options},
-                    train={k: v for k, v in dataclasses.asdict(prof).items() if k not in ESTIMATES},
+                    train=_train(prof, row.ema if model else None),
                     metrics=entries, metric_options=metric_opts))
     return runs

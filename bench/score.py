@@ -26,6 +26,7 @@ from bench.batches import eval_loader
 from bench.build import bind_task, build_adapter, build_dataset, train_context
 from bench.contracts import FromBatch, FromPrior, MethodAdapter, ScoreContext, derive_seed, scorer_feed
 from bench.data.paths import cache_dir
+from bench.ema import averaged_into, ema_names
 from bench.errors import MetricError
 from bench.progress import bar as progress_bar
 from bench.provenance import protocol_hash
@@ -92,6 +93,8 @@ def open_model(spec: RunSpec, checkpoint: Path | None, task: TaskSpec, device: t
                           "train it first (bench train) or rerun with --resume")
     adapter = build_adapter(spec, task, train_context(spec, device))
     loaded = ckpt.load_checkpoint(checkpoint, adapter.modules, None)
+    if spec.train.get("ema"):                            # sample with the average of G's weights (bench/ema.py)
+        ckpt.load_checkpoint(checkpoint, averaged_into(adapter), None)
     check_finite(adapter.modules, loaded.step)          # a blown-up model is never scored
     return adapter
 
@@ -181,6 +184,8 @@ def _sampling(spec: RunSpec, adapter: MethodAdapter | None, task: TaskSpec) -> d
     if adapter is None:
         return {}
     out = dict(adapter.eval_protocol())
+    if spec.train.get("ema"):
+        out["ema"] = {"decay": spec.train["ema"], "modules": ema_names(adapter)}
     if task.pairing == "none":
         out |= {"prior_seed": PRIOR_SEED, "prior_batch": spec.profile_settings.eval_batch_size}
     return out

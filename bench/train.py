@@ -20,6 +20,7 @@ from bench import checkpoint as ckpt
 from bench import distributed, failpoints
 from bench.batches import batch_loader, jitter
 from bench.build import bind_task, build_adapter, build_dataset, seed_everything, train_context
+from bench.ema import WeightAverage
 from bench.errors import ConfigError, DivergenceError
 from bench.gates import watch_discriminators
 from bench.progress import bar as progress_bar
@@ -133,9 +134,11 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     adapter = build_adapter(spec, task, ctx)
     watch_discriminators(adapter)          # the first G update: a D whose output ignores its input fails the run
 
+    average = WeightAverage(adapter, prof.ema) if prof.ema else None      # of G's weights (bench/ema.py)
+    saved = {**adapter.modules, **(average.modules() if average else {})}
     start, loaded = 0, None
     if resume and (last := ckpt.latest_checkpoint(run_dir)) is not None:
-        loaded = ckpt.load_checkpoint(last, adapter.modules, adapter.optimizers)
+        loaded = ckpt.load_checkpoint(last, saved, adapter.optimizers)
         start = loaded.step
         adapter.load_extra_state(loaded.state.get("adapter") or {})
         log.info("resumed %s from %s", run_dir, last.name)
@@ -156,7 +159,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
     def save(step: int) -> Path:
         if not w.main:
             return run_dir / ckpt.CHECKPOINTS_DIR / ckpt.step_dir_name(step)
-        return ckpt.save_checkpoint(run_dir, step, adapter.modules, adapter.optimizers,
+        return ckpt.save_checkpoint(run_dir, step, saved, adapter.optimizers,
                                     {"step": step, "adapter": adapter.extra_state()}, info,
                                     keep_last=prof.keep_checkpoints, keep_steps=frozenset(evals.values()))
 
@@ -184,6 +187,8 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
             if not update_g:
                 continue
             step += 1
+            if average is not None:
+                average.update()
             bar.update(1)
             failpoints.reached("train-step")
             if step % prof.log_every == 0 or step == prof.steps:
@@ -192,7 +197,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
                     scalars.write(step, vals)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if k in ("loss_D", "loss_G")})
             if step % prof.checkpoint_every == 0 or step == prof.steps or step in evals.values():
-                check_finite(adapter.modules, step)
+                check_finite(saved, step)
                 last_ckpt = save(step)
                 failpoints.reached("checkpoint")
     except DivergenceError as e:

@@ -84,6 +84,7 @@ class CAAEMixin:
 
     Options = CAAEOptions
     d_groups = ("D", "D_z")
+    ema_modules = ("E", "Dec", "G")
     slots = {
         "E": EDGAN.slots["E"],
         "Dec": _decoder_slot("[latent, age code] -> the face at that age"),

@@ -85,6 +85,7 @@ class CNNCRF(MethodAdapter):
                 raise ConfigError(f"cnn-crf crf_filter must be one of: {', '.join(FILTERS)}; "
                                   f"got '{self.crf_filter}'")
 
+    ema_modules = ("G", "CRF")             # the CRF is the last stage of the generator (bench/ema.py)
     slots = {"G": Slot("generators", "unet", args=("in_channels", "out_channels"),
                        provided=("image_size", "ngf", "spectral_norm", "dropout"), call=("x",),
                        doc="the per-pixel CNN")}

@@ -93,6 +93,7 @@ class CycleGAN(MethodAdapter):
             if self.unpair not in UNPAIR_MODES:
                 raise ConfigError(f"option 'unpair' must be one of {', '.join(UNPAIR_MODES)}, got '{self.unpair}'")
 
+    ema_modules = ("G", "F")               # both generators (bench/ema.py)
     slots = {
         "G": Slot("generators", "resnet", args=("in_channels", "out_channels"), provided=("image_size", "ngf"),
                   call=("x",), doc="x -> y"),

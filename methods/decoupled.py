@@ -75,6 +75,7 @@ class EDGAN(MethodAdapter):
     """ED+GAN: one decoder trained by L1 + lambda_adv * adversarial."""
 
     Options = DecoupledOptions
+    ema_modules = ("E", "Dec", "G")       # encoder, decoder and (ED//GAN) residual G: bench/ema.py
     slots = {
         "E": Slot("generators", "conv-encoder", args=("in_channels", "z_dim"), provided=("image_size", "width", "norm"),
                   call=("x",), doc="image -> latent"),

@@ -159,6 +159,7 @@ class LatentModel(MethodAdapter):
     Options = NewLossOptions
     slots: ClassVar[dict[str, Slot]] = {"Dec": decoder_slot(), "D": image_d_slot()}
     samples_from = ("prior",)
+    ema_modules = ("E", "Dec")             # the generator side (bench/ema.py); E where the model has one
 
     @classmethod
     def component_args(cls, slot: str, o: Any, task: TaskSpec, image_size: int) -> ComponentArgs:
