@@ -111,6 +111,9 @@ class Profile:
                                  "is stalled: ended and recorded failed (`--stall-limit` overrides).", 30.0)
     ema: float | None = doc("Decay of an average of the generator's weights kept along training (e.g. 0.999; "
                             "bench/ema.py): scoring and sample grids use it. None: the last weights.", None)
+    truncation: float | None = doc("Latents of samples drawn from the prior truncated to [-t, t] (BigGAN's "
+                                   "truncation trick, for class-conditional rows; scoring and grids). None: off.",
+                                   None)
     minutes_cpu: float | None = doc("Measured wall minutes of the whole profile (every row x task x seed) on 2 CPU "
                                     "cores (`bench list suites` shows it; a run of over 60 minutes started on a "
                                     "CPU asks for `--yes`). Not part of a run's spec.", None)
@@ -142,6 +145,8 @@ class Profile:
                               "generator steps); give the steps of one run")
         from bench.ema import check_decay
         check_decay(self.ema, "profile key")
+        if self.truncation is not None and not self.truncation > 0:
+            raise ConfigError(f"key 'truncation' = {self.truncation}: a positive bound on the latents, e.g. 1.0")
         if any(e < 1 for e in self.eval_epochs) or len(set(self.eval_epochs)) != len(self.eval_epochs):
             raise ConfigError(f"key 'eval_epochs' must list distinct epochs >= 1, got {self.eval_epochs}")
         if any(s < 1 or s > self.steps for s in self.eval_steps) or len(set(self.eval_steps)) != len(self.eval_steps):

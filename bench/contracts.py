@@ -219,17 +219,26 @@ class FromPrior:
     labels: torch.Tensor | None = None
     seed: int = 0
     latent_ids: torch.Tensor | None = None
+    truncation: float | None = None      # BigGAN's trick: entries beyond +-truncation drawn again
 
     def generator(self) -> torch.Generator:
         """A CPU generator for this request's latents (the same latents on every device)."""
         return torch.Generator().manual_seed(self.seed)
 
+    def _draw(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+        z = torch.randn(shape, generator=gen)
+        if self.truncation is not None:
+            while (out := z.abs() > self.truncation).any():
+                z[out] = torch.randn(int(out.sum()), generator=gen)
+        return z
+
     def normal(self, dims: int) -> torch.Tensor:
-        """(n, dims) standard normal latents on the CPU, a pure function of the request."""
+        """(n, dims) standard normal latents on the CPU, a pure function of the request; with ``truncation``,
+        each entry drawn from the normal truncated to [-truncation, truncation] (by drawing again)."""
         if self.latent_ids is None:
-            return torch.randn(self.n, dims, generator=self.generator())
+            return self._draw((self.n, dims), self.generator())
         ids = self.latent_ids.reshape(-1).tolist()
-        table = {i: torch.randn(dims, generator=torch.Generator().manual_seed(derive_seed(self.seed, "latent", i)))
+        table = {i: self._draw((dims,), torch.Generator().manual_seed(derive_seed(self.seed, "latent", i)))
                  for i in dict.fromkeys(ids)}
         return torch.stack([table[i] for i in ids])
 

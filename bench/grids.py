@@ -90,7 +90,8 @@ def write_samples(spec: RunSpec, checkpoint: Path, path: Path, *, device: torch.
             classes = task.info.num_classes if any(f.kind == "class" for f in task.inputs.values()) else 0
             k = max(1, min(classes, 16))
             labels = torch.arange(k).repeat(rows) if classes else None
-            req = FromPrior(rows * k, labels, GRID_SEED, torch.arange(rows).repeat_interleave(k))
+            req = FromPrior(rows * k, labels, GRID_SEED, torch.arange(rows).repeat_interleave(k),
+                            truncation=spec.train.get("truncation"))
             img = to_rgb(task, "y", adapter.sample(req)["y"])
             if img is None:
                 return None

@@ -71,6 +71,8 @@ def _train(prof: "Profile", row_ema: float | None) -> dict[str, Any]:
     d = {k: v for k, v in dataclasses.asdict(prof).items() if k not in ESTIMATES}
     ema = row_ema if row_ema is not None else d.pop("ema", None)
     d.pop("ema", None)
+    if d.get("truncation") is None:
+        d.pop("truncation", None)
     return d | ({"ema": ema} if ema is not None else {})
 
 

@@ -113,11 +113,13 @@ def _batch_len(batch: Mapping[str, Any]) -> int:
     raise MetricError("an evaluation batch holds no tensors")
 
 
-def model_outputs(adapter: MethodAdapter, task: TaskSpec, batch: dict[str, Any], index: int) -> dict[str, Any]:
+def model_outputs(adapter: MethodAdapter, task: TaskSpec, batch: dict[str, Any], index: int,
+                  truncation: float | None = None) -> dict[str, Any]:
     """The adapter's named outputs for one test batch: from the batch, or from the prior on tasks
     without paired inputs (the batch's class labels, latents fixed by the batch index)."""
     if task.pairing == "none":
-        req = FromPrior(_batch_len(batch), _class_labels(task, batch), derive_seed(PRIOR_SEED, index))
+        req = FromPrior(_batch_len(batch), _class_labels(task, batch), derive_seed(PRIOR_SEED, index),
+                        truncation=truncation)
     else:
         req = FromBatch(batch)
     out = adapter.sample(req)
@@ -188,6 +190,8 @@ def _sampling(spec: RunSpec, adapter: MethodAdapter | None, task: TaskSpec) -> d
         out["ema"] = {"decay": spec.train["ema"], "modules": ema_names(adapter)}
     if task.pairing == "none":
         out |= {"prior_seed": PRIOR_SEED, "prior_batch": spec.profile_settings.eval_batch_size}
+        if spec.train.get("truncation") is not None:
+            out["truncation"] = spec.train["truncation"]
     return out
 
 
@@ -214,13 +218,15 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
     mine = [e for e in mine if e.feed != "log"]
     adapter = open_model(spec, checkpoint, task, device) if spec.kind == "model" else None
     kinds = output_kinds(task, mine)
+
+    def outputs(i: int, batch: dict[str, Any]) -> dict[str, Any]:
+        return scored_outputs(model_outputs(adapter, task, batch, i, spec.train.get("truncation")), kinds,
+                              f"test batch {i}")
     w = distributed.world()
     shared = None                     # under torchrun: every rank's outputs, gathered on rank 0
     if w.parallel and adapter is not None and distributed.dist.is_initialized():
         batches = list(batches)
-        shared = distributed.gather_on_main(
-            {i: scored_outputs(model_outputs(adapter, task, batch, i), kinds, f"test batch {i}")
-             for i, batch in batches if i % w.size == w.rank}, w)
+        shared = distributed.gather_on_main({i: outputs(i, batch) for i, batch in batches if i % w.size == w.rank}, w)
         if not w.main:
             return ScoreOutcome({}, {}, {})
     scorers = {e.text: e.cls(_context(spec, e, task, device)) for e in mine}
@@ -232,7 +238,7 @@ def score_run(spec: RunSpec, checkpoint: Path | None, *, device: torch.device,
         if shared is not None:
             outs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in shared[i].items()}
         elif adapter is not None:
-            outs = scored_outputs(model_outputs(adapter, task, batch, i), kinds, f"test batch {i}")
+            outs = outputs(i, batch)
         if outs is not None:
             for o, gate in checks.items():
                 if o in outs:
@@ -323,8 +329,9 @@ def score_joint(runs: list[tuple[RunSpec, Path]], e: Entry, *, device: torch.dev
         adapter = open_model(spec, checkpoint, task_r, device)
         kinds = output_kinds(task_r, [e])
         try:
-            samples = [(scored_outputs(model_outputs(adapter, task_r, batch, i), kinds, f"test batch {i}")[e.output],
-                        batch) for i, batch in batches]
+            trunc = spec.train.get("truncation")
+            samples = [(scored_outputs(model_outputs(adapter, task_r, batch, i, trunc), kinds,
+                                       f"test batch {i}")[e.output], batch) for i, batch in batches]
         except MetricError as ex:
             left_out[spec.row] = str(ex)
             continue

@@ -1,5 +1,6 @@
 """The average of the generator's weights (bench/ema.py): its update by hand, along a real training run against
-the run's own checkpoints, exact resume, scoring with the average, and the settings' checks."""
+the run's own checkpoints, exact resume, scoring with the average, and the settings' checks; and the truncated
+latents of prior samples (bench.contracts.FromPrior)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,40 @@ def test_bad_decays_are_refused_and_runs_without_it_keep_their_hashes():
     from suite_helpers import REPO
     spec = expand(load_suite(REPO / "leaderboards" / "quickstart.toml"), "tiny")[0]
     assert "ema" not in spec.train                                                   # no key where none is set
+
+
+def test_truncated_latents_stay_in_bounds_are_reproducible_and_leave_untruncated_ones_alone():
+    from bench.contracts import FromPrior
+    plain, cut = FromPrior(64, seed=3), FromPrior(64, seed=3, truncation=0.5)
+    assert torch.equal(plain.normal(16), torch.randn(64, 16, generator=torch.Generator().manual_seed(3)))
+    z = cut.normal(16)
+    assert z.abs().max() <= 0.5 and torch.equal(z, cut.normal(16))                   # a pure function of the request
+    ids = FromPrior(6, seed=3, latent_ids=torch.tensor([0, 0, 1, 1, 2, 2]), truncation=0.5).normal(4)
+    assert ids.abs().max() <= 0.5 and torch.equal(ids[0], ids[1])
+
+
+def test_scoring_asks_the_prior_for_truncated_latents_and_says_so():
+    from bench.score import _sampling, model_outputs
+    seen = []
+
+    class Prior:
+        def sample(self, request):
+            seen.append(request)
+            return {"y": torch.zeros(2, 1, 4, 4)}
+
+        def eval_protocol(self):
+            return {}
+
+    class Task:
+        pairing, inputs = "none", {}
+
+    class Spec:
+        train = {"truncation": 0.7, "eval_batch_size": 2, "steps": 1}
+        profile_settings = type("P", (), {"eval_batch_size": 2})()
+
+    model_outputs(Prior(), Task(), {"image": torch.zeros(2, 1, 4, 4)}, 0, 0.7)
+    assert seen[0].truncation == 0.7
+    assert _sampling(Spec(), Prior(), Task())["truncation"] == 0.7
+    from bench.config import Profile
+    with pytest.raises(ConfigError, match="'truncation' = 0.0"):
+        Profile(steps=1, truncation=0.0)
