@@ -65,6 +65,11 @@ SPECS: dict[str, ExtractorSpec] = {
         {"fid": "2048", "kid": "2048", "isc": "logits_unbiased", "prc": "2048", "dc": "2048"}),
     "mnist-classifier": ExtractorSpec(
         28, 1, "none", {"fid": "128", "kid": "128", "isc": "logits", "prc": "128", "dc": "128"}),
+    # CLIP's image embedding through torch-fidelity (no class logits: no IS). Weights: the model's TorchScript
+    # file from a local path (weights_path / --weights; no download at run time), named in the protocol by sha256.
+    **{name: ExtractorSpec(None, 3, "tf1x-bilinear to the weights' input resolution, CLIP's normalisation",
+                           {"fid": "clip", "kid": "clip", "prc": "clip", "dc": "clip"})
+       for name in ("clip-rn50", "clip-rn101", "clip-vit-b-32", "clip-vit-b-16", "clip-vit-l-14")},
 }
 
 
@@ -176,7 +181,8 @@ def resolve_weights(extractor: str, weights_path: str | Path | None = None) -> P
     if extractor in WEIGHT_RESOLVERS:
         return WEIGHT_RESOLVERS[extractor](weights_path)
     if weights_path is None:
-        raise MetricError(f"extractor '{extractor}' needs weights_path on these machines")
+        raise MetricError(f"extractor '{extractor}' needs its weights file: set weights_path in the metric's "
+                          "options (or --weights FILE for bench score); nothing is downloaded at run time")
     if not Path(weights_path).is_file():
         raise MetricError(f"weights for extractor '{extractor}' not found at {weights_path}")
     return Path(weights_path)

@@ -175,6 +175,10 @@ class FeatureSpace:
         if bad or not self.metrics:
             raise MetricError(f"metrics must be some of {', '.join(METRIC_NAMES)}, got {list(self.metrics)}")
         self.name, self.spec = extractor, ex.spec(extractor)
+        lacking = [m for m in self.metrics if ("isc" if m == "is" else m) not in self.spec.layers]
+        if lacking:
+            raise MetricError(f"extractor '{extractor}' gives no features for {', '.join(lacking)} (it has "
+                              f"{', '.join(sorted(self.spec.layers))}); drop them or use another extractor")
         self.resize = resize or self.spec.default_resize
         ex.parse_resize(self.resize)
         self.batch_size, self.device = int(batch_size), torch.device(device)

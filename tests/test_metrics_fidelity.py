@@ -485,3 +485,43 @@ def test_bench_score_of_bad_sets_is_a_one_line_error(tmp_path: Path, capsys) -> 
         assert main(["score", *args, "--device", "cpu"]) == 2, args
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and expect in err, (args, err)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A random CLIP image tower at toy size (ViT: width 64, one layer, 16 px patches, 32 px input) saved as the
+    TorchScript file torch-fidelity loads: the plumbing without the real weights (not on these machines)."""
+    from torch_fidelity.feature_extractor_clip import CLIPVisual
+
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = CLIPVisual(16, 32, 1, 64, 16).visual
+            self.text_projection = torch.nn.Parameter(torch.randn(16, 16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.visual(x)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip") / "tiny-clip.pt"
+    torch.jit.trace(Tower().eval(), torch.randn(1, 3, 32, 32)).save(str(path))
+    return path
+
+
+def test_clip_features_equal_torch_fidelity_with_a_local_weights_file(mnist: dict[str, np.ndarray],
+                                                                      tiny_clip: Path) -> None:
+    import torch_fidelity
+    gen, real = _digits(mnist, 3)[:60].repeat(1, 3, 1, 1), _digits(mnist, 8)[:64].repeat(1, 3, 1, 1)
+    ref = torch_fidelity.calculate_metrics(
+        input1=_Images(gen), input2=_Images(real), feature_extractor="clip-vit-b-32",
+        feature_extractor_weights_path=str(tiny_clip), fid=True, kid=True, prc=True, cuda=False, cache=False,
+        verbose=False, save_cpu_ram=True, kid_subset_size=60, kid_subsets=10, batch_size=32)
+    ours = fidelity.compute(gen, real, extractor="clip-vit-b-32", weights_path=tiny_clip,
+                            metrics=("fid", "kid", "prc"), kid_subset_size=60, kid_subsets=10, cache=False)
+    assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
+    assert ours["kid"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4)
+    assert (ours["precision"], ours["recall"]) == pytest.approx((ref["precision"], ref["recall"]), abs=1e-9)
+    assert ours["protocol"]["weights_sha256"] == ex.file_sha256(tiny_clip)
+    with pytest.raises(MetricError, match="gives no features for is"):
+        fidelity.FeatureSpace("clip-vit-b-32", weights_path=tiny_clip, metrics=("is",))
+    with pytest.raises(MetricError, match="needs its weights file"):
+        fidelity.FeatureSpace("clip-vit-b-32", metrics=("fid",))
