@@ -20,7 +20,7 @@ from bench import failpoints, gates
 from bench.config import Suite
 from leaderboards.claims import (EXPLAINED, budget_table, claim_table, claims_by_budget, effect_text, p_text,
                                  verdict_text)
-from leaderboards.curves import CHECKPOINT_KEY, EPOCH_KEY, finish_figure, panel_grid, plot_curves, plot_training
+from leaderboards.curves import CHECKPOINT_KEY, finish_figure, panel_grid, plot_curves, plot_training
 from bench.escape import md_cell, md_code, md_heading, md_text
 from leaderboards.export import latex_table
 from leaderboards.report import html_report
@@ -379,7 +379,9 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     failpoints.reached("leaderboard")
     protocols = {h: _describe(p) for h, p in full.items()}
     title = suite.suite.title or suite.name
-    _draw(lambda p: plot_curves(long, p, f"{title} ({profile}): over training"), out / "curves.png")
+    final = suite.profile(profile).steps if profile else None
+    _draw(lambda p: plot_curves(long, p, f"{title} ({profile}): over training", final_steps=final),
+          out / "curves.png")
     _draw(lambda p: plot(long, p, f"{title} ({profile})"), out / "leaderboard.png")
     _draw(lambda p: plot_training(out, [r.name for r in suite.rows], suite.suite.tasks, p,
                                   f"{title} ({profile}): logged over training",
@@ -417,7 +419,7 @@ def _figures(suite: Suite, long: pd.DataFrame, out: Path) -> str:
     they exist (in run folders, or where ``bench publish`` copied them)."""
     from leaderboards.report import comparisons, joint_curves, sample_grid
     lines = []
-    if len(long) and long["metric"].astype(str).str.match(EPOCH_KEY.pattern).any():
+    if len(long) and long["metric"].astype(str).str.match(CHECKPOINT_KEY.pattern).any():
         lines += ["", "## Over training", "", "![curves](curves.png)"]
     for task, png, columns, seed in comparisons(out, list(suite.suite.tasks)):
         lines += ["", f"## Side by side: {md_heading(task)} (seed {seed})", "",

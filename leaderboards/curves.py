@@ -1,5 +1,7 @@
-"""Curves over training: the metrics a profile scores at the end of its ``eval_epochs`` (keys ``k[eN]``),
-one panel per metric, one line per row (mean over seeds, the band one standard deviation)."""
+"""Curves over training: the metrics a profile scores at earlier checkpoints, at the end of its ``eval_epochs``
+(keys ``k[eN]``, x = epoch) or at a budget ladder's rungs (keys ``k[sN]``, x = generator steps, with the last
+checkpoint's value at the profile's steps), one panel per metric, one line per row (mean over seeds, every
+evaluated point marked, the band one standard deviation)."""
 
 from __future__ import annotations
 
@@ -13,37 +15,47 @@ import pandas as pd
 EPOCH_KEY = re.compile(r"^(?P<base>.+)\[e(?P<epoch>\d+)\]$")
 #: a key scored at an earlier checkpoint than the last: the end of an epoch ``[eN]`` or a budget rung ``[sN]``
 CHECKPOINT_KEY = re.compile(r"^(?P<base>.+)\[(?P<kind>[es])(?P<n>\d+)\]$")
+AXES = {"e": "epoch", "s": "generator steps"}
 
 
-def curve_frame(long: pd.DataFrame) -> pd.DataFrame:
-    """The ``[eN]`` lines of a long leaderboard frame with their base metric and epoch."""
+def curve_frame(long: pd.DataFrame, final_steps: int | None = None) -> pd.DataFrame:
+    """The earlier-checkpoint lines of a long leaderboard frame with their base metric, axis (``e`` epochs,
+    ``s`` steps) and x; with ``final_steps``, each step curve ends with the last checkpoint's value there."""
     rows = []
+    stepped = set()
     for r in long.itertuples():
-        m = EPOCH_KEY.match(str(r.metric))
+        m = CHECKPOINT_KEY.match(str(r.metric))
         if m and r.status == "ok":
-            rows.append({"row": r.row, "task": r.task, "metric": m["base"], "epoch": int(m["epoch"]),
+            rows.append({"row": r.row, "task": r.task, "metric": m["base"], "axis": m["kind"], "x": int(m["n"]),
                          "mean": r.mean, "std": r.std, "n": r.n})
-    return pd.DataFrame(rows, columns=["row", "task", "metric", "epoch", "mean", "std", "n"])
+            if m["kind"] == "s":
+                stepped.add((r.row, r.task, m["base"]))
+    if final_steps:
+        rows += [{"row": r.row, "task": r.task, "metric": r.metric, "axis": "s", "x": int(final_steps),
+                  "mean": r.mean, "std": r.std, "n": r.n} for r in long.itertuples()
+                 if r.status == "ok" and (r.row, r.task, r.metric) in stepped]
+    return pd.DataFrame(rows, columns=["row", "task", "metric", "axis", "x", "mean", "std", "n"])
 
 
-def plot_curves(long: pd.DataFrame, path: Path, title: str, metrics: list[str] | None = None) -> Path | None:
+def plot_curves(long: pd.DataFrame, path: Path, title: str, metrics: list[str] | None = None,
+                final_steps: int | None = None) -> Path | None:
     """Draw the curves (``metrics``: base keys to draw, default all) to ``path``; None when there are none."""
-    cf = curve_frame(long)
+    cf = curve_frame(long, final_steps)
     if metrics:
         cf = cf[cf["metric"].isin(metrics)]
     if not len(cf):
         return None
-    panels = list(dict.fromkeys(zip(cf["task"], cf["metric"])))
+    panels = list(dict.fromkeys(zip(cf["task"], cf["metric"], cf["axis"])))
     fig, axes = panel_grid(len(panels), 3.4)
-    for ax, (task, metric) in zip(axes.flat, panels):
-        g = cf[(cf["task"] == task) & (cf["metric"] == metric)]
+    for ax, (task, metric, axis) in zip(axes.flat, panels):
+        g = cf[(cf["task"] == task) & (cf["metric"] == metric) & (cf["axis"] == axis)]
         for row, h in g.groupby("row", sort=False):
-            h = h.sort_values("epoch")
-            ax.plot(h["epoch"], h["mean"], marker="o", ms=3, label=row)
+            h = h.sort_values("x")
+            ax.plot(h["x"], h["mean"], marker="o", ms=3, label=row)
             sd = h["std"].fillna(0)
-            ax.fill_between(h["epoch"], h["mean"] - sd, h["mean"] + sd, alpha=0.15)
-        ax.set_title(f"{task}/{metric}", fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
+            ax.fill_between(h["x"], h["mean"] - sd, h["mean"] + sd, alpha=0.15)
+        ax.set_title(textwrap.fill(f"{task}/{metric}", 40), fontsize=9)
+        ax.set_xlabel(AXES[axis], fontsize=8)
         ax.legend(fontsize=6)
     return finish_figure(fig, axes, len(panels), title, path)
 

@@ -99,3 +99,20 @@ def test_the_html_table_says_which_way_is_better_and_marks_the_best_model_row():
     assert '<th title="higher is better">t/acc \u2191</th>' in out and '<th title="lower is better">t/l1 \u2193</th>' in out
     assert out.count('class="best"') == 3             # B in acc (not the oracle, not the degenerate C), B in l1 and in
     assert "t/acc[s500]" in out and "t/l1[s500]" not in out   # acc[s500]; only the claimed earlier column is shown
+
+
+def test_curves_cover_budget_rungs_and_end_at_the_last_checkpoint(tmp_path):
+    import pandas as pd
+
+    from leaderboards.curves import curve_frame, plot_curves
+    cells = [("A", "fid[s500]", 90.0), ("A", "fid[s1000]", 60.0), ("A", "fid", 40.0), ("B", "fid[s500]", 95.0),
+             ("B", "fid", 50.0), ("A", "acc[e1]", 0.5), ("A", "acc[e2]", 0.7), ("A", "acc", 0.8)]
+    long = pd.DataFrame([{"row": r, "task": "t", "metric": m, "mean": v, "std": 1.0, "n": 3, "status": "ok"}
+                         for r, m, v in cells])
+    cf = curve_frame(long, final_steps=2000)
+    fid = cf[cf["metric"] == "fid"].sort_values(["row", "x"])
+    assert fid[["row", "x", "mean"]].values.tolist() == [["A", 500, 90.0], ["A", 1000, 60.0], ["A", 2000, 40.0],
+                                                         ["B", 500, 95.0], ["B", 2000, 50.0]]
+    acc = cf[cf["metric"] == "acc"]
+    assert set(acc["axis"]) == {"e"} and sorted(acc["x"]) == [1, 2]     # epochs: the last one's epoch is unknown
+    assert plot_curves(long, tmp_path / "c.png", "t", final_steps=2000).is_file()
