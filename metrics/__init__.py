@@ -2,7 +2,7 @@
 
 Pure functions live in the modules themselves: ``metrics.segmentation``, ``metrics.depth``,
 ``metrics.reconstruction``, ``metrics.fidelity``, ``metrics.diversity``, ``metrics.nrds``,
-``metrics.training_log``.
+``metrics.training_log``, ``metrics.lpips``.
 """
 
 from bench.registry import METRICS
@@ -16,3 +16,5 @@ METRICS.register("nrds", "metrics.nrds:NRDSScorer")
 METRICS.register("class-accuracy", "metrics.class_agreement:ClassAgreementScorer")
 METRICS.register("ms-ssim-diversity", "metrics.diversity:DiversityScorer")
 METRICS.register("training-log", "metrics.training_log:TrainingLogScorer")
+METRICS.register("lpips", "metrics.lpips:LpipsScorer")
+METRICS.register("lpips-diversity", "metrics.lpips:LpipsDiversityScorer")

@@ -208,6 +208,20 @@ def ms_ssim_diversity(images: torch.Tensor, labels: torch.Tensor | None, pairs: 
 
 
 # -- the scorer -------------------------------------------------------------------------------------
+def sample_classes(task: Any, pred: torch.Tensor, real: torch.Tensor, batch: dict[str, torch.Tensor],
+                   metric: str) -> tuple[torch.Tensor, bool]:
+    """The requested class of each sample in a batch (the task's input of kind "class", else ``batch["label"]``)
+    and True; all zeros and False where there is none. Checks one sample per real image."""
+    labels = requested_labels(task, batch)
+    classwise = labels is not None
+    if labels is None:
+        labels = torch.zeros(len(pred), dtype=torch.int64)
+    if not len(pred) == len(labels) == len(real):
+        raise MetricError(f"{metric} got {len(pred)} samples, {len(labels)} labels and {len(real)} "
+                          "real images; generate one sample per image of the batch")
+    return labels.reshape(-1).cpu(), classwise
+
+
 _REAL_VALUES: dict[str, float] = {}     # real images' MS-SSIM by content key (see DiversityScorer._score_real)
 REAL_CACHE_FOLDER = "ms-ssim-real"      # the same values under the cache folder, one JSON file per key
 
@@ -266,13 +280,8 @@ class DiversityScorer(Scorer):
         if pred.dim() != 4 or real.dim() != 4:
             raise MetricError(f"ms-ssim-diversity scores images (N, C, H, W); got samples {tuple(pred.shape)} "
                               f"and real images {tuple(real.shape)}")
-        labels = requested_labels(self.ctx.task, batch)
-        if labels is None:
-            self._classwise = False
-            labels = torch.zeros(len(pred), dtype=torch.int64)
-        if not len(pred) == len(labels) == len(real):
-            raise MetricError(f"ms-ssim-diversity got {len(pred)} samples, {len(labels)} labels and {len(real)} "
-                              "real images; generate one sample per image of the batch")
+        labels, classwise = sample_classes(self.ctx.task, pred, real, batch, "ms-ssim-diversity")
+        self._classwise = self._classwise and classwise
         self._gen.append(quantise(pred))
         self._real.append(quantise(real))
         self._labels.append(labels)
