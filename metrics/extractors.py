@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -57,6 +57,9 @@ class ExtractorSpec:
     internal_resize: str          # what the extractor does to its input itself
     layers: dict[str, str]        # metric ("fid", "kid", "isc", "prc", "dc") -> feature layer
     default_resize: str = "none"
+    #: () -> what else defines the features (e.g. the sha256 of code read from a local folder), stamped in the
+    #: protocol beside the weights' sha256; None for extractors whose code is a pinned package
+    provenance: Callable[[], dict[str, str]] | None = field(default=None, compare=False)
 
 
 SPECS: dict[str, ExtractorSpec] = {

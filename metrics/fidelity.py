@@ -32,6 +32,7 @@ from bench.errors import MetricError
 from bench.progress import bar as tqdm
 from bench.registry import METRICS
 from metrics import extractors as ex
+from metrics import extractor_dinov2  # noqa: F401  (DINOv2 from local code and weights)
 from metrics import extractor_espnet  # noqa: F401  (registers the espnet-cityscapes extractors)
 from metrics.base import ScoreContext, Scorer
 
@@ -190,7 +191,8 @@ class FeatureSpace:
             "extractor": extractor, "weights_sha256": ex.file_sha256(self.weights),
             "layers": self.layers, "resize": self.resize, "internal_resize": self.spec.internal_resize,
             "channels": self.spec.channels, "value_range": list(self.value_range), "input_dtype": "uint8",
-            "eval_mode": True, "torch_fidelity": torch_fidelity.__version__}
+            "eval_mode": True, "torch_fidelity": torch_fidelity.__version__,
+            **(self.spec.provenance() if self.spec.provenance else {})}
 
     @property
     def extractor(self) -> torch.nn.Module:

@@ -525,3 +525,93 @@ def test_clip_features_equal_torch_fidelity_with_a_local_weights_file(mnist: dic
         fidelity.FeatureSpace("clip-vit-b-32", weights_path=tiny_clip, metrics=("is",))
     with pytest.raises(MetricError, match="needs its weights file"):
         fidelity.FeatureSpace("clip-vit-b-32", metrics=("fid",))
+
+
+TOY_HUBCONF = '''
+import torch
+
+class Toy(torch.nn.Module):
+    """A stand-in for DINOv2's ViT: 14 px patches, mean over patches, 384 features."""
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 8, 14, stride=14)
+        self.head = torch.nn.Linear(8, 384)
+
+    def forward(self, x):
+        return self.head(self.patch(x).mean((2, 3)))
+
+def dinov2_vits14(*, pretrained=True, **kwargs):
+    if pretrained:
+        raise RuntimeError("would download")
+    return Toy()
+'''
+
+
+@pytest.fixture(scope="module")
+def toy_dinov2(tmp_path_factory) -> tuple[Path, Path, torch.nn.Module]:
+    """A local 'facebookresearch/dinov2' checkout with a toy hubconf, and a weights file for it: the plumbing
+    without the real code and weights (not on these machines; the real code was checked by hand)."""
+    import importlib.util
+    root = tmp_path_factory.mktemp("dinov2")
+    code = root / "code"
+    (code / "dinov2").mkdir(parents=True)
+    (code / "hubconf.py").write_text(TOY_HUBCONF)
+    (code / "dinov2" / "__init__.py").write_text("")
+    spec = importlib.util.spec_from_file_location("toy_hubconf", code / "hubconf.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(3)
+    net = mod.Toy().eval()
+    weights = root / "dinov2_vits14_pretrain.pth"
+    torch.save(net.state_dict(), weights)
+    return code, weights, net
+
+
+def test_dinov2_from_local_code_and_weights_equals_torch_fidelitys_forward(mnist, toy_dinov2, monkeypatch) -> None:
+    import torch_fidelity
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+    from metrics import extractor_dinov2 as dv
+    code, weights, net = toy_dinov2
+    monkeypatch.setenv(dv.CODE_ENV_VAR, str(code))
+    gen, real = _digits(mnist, 3)[:60].repeat(1, 3, 1, 1), _digits(mnist, 8)[:64].repeat(1, 3, 1, 1)
+    space = fidelity.FeatureSpace("dinov2-vit-s-14", weights_path=weights, metrics=("fid",))
+    feats = space.features(gen[:5])["dinov2"]
+    u8 = ex.prepare_batch(gen[:5], ex.spec("dinov2-vit-s-14"), "none")
+    x = interpolate_bilinear_2d_like_tensorflow1x(u8.float(), size=(224, 224), align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+    with torch.no_grad():
+        assert torch.allclose(feats, net((x - mean) / std), atol=1e-5)
+    ref = torch_fidelity.calculate_metrics(
+        input1=_Images(gen), input2=_Images(real), feature_extractor="dinov2-vit-s-14",
+        feature_extractor_weights_path=str(weights), fid=True, prc=True, cuda=False, cache=False, verbose=False,
+        save_cpu_ram=True, batch_size=32)
+    ours = fidelity.compute(gen, real, extractor="dinov2-vit-s-14", weights_path=weights, metrics=("fid", "prc"),
+                            cache=False)
+    assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
+    assert (ours["precision"], ours["recall"]) == pytest.approx((ref["precision"], ref["recall"]), abs=1e-9)
+    proto = ours["protocol"]
+    assert proto["weights_sha256"] == ex.file_sha256(weights)
+    assert proto["dinov2_code_sha256"] == dv.code_sha256(code)
+    (code / "dinov2" / "extra.py").write_text("# the code changed\n")       # another code, another protocol
+    assert fidelity.FeatureSpace("dinov2-vit-s-14", weights_path=weights).protocol["dinov2_code_sha256"] != \
+        proto["dinov2_code_sha256"]
+    (code / "dinov2" / "extra.py").unlink()
+
+
+def test_dinov2_without_local_files_says_what_to_fetch(toy_dinov2, tmp_path, monkeypatch) -> None:
+    from metrics import extractor_dinov2 as dv
+    code, _, _ = toy_dinov2
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv(dv.CODE_ENV_VAR, str(code))
+    with pytest.raises(MetricError, match="needs dinov2_vitl14_pretrain.pth: download https://dl.fbaipublicfiles"
+                                          ".com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth") as err:
+        fidelity.FeatureSpace("dinov2-vit-l-14", metrics=("fid",))
+    assert "\n" not in str(err.value)
+    monkeypatch.delenv(dv.CODE_ENV_VAR)
+    (tmp_path / "w.pth").write_bytes(b"")
+    with pytest.raises(MetricError, match="git clone https://github.com/facebookresearch/dinov2"):
+        fidelity.FeatureSpace("dinov2-vit-l-14", weights_path=tmp_path / "w.pth", metrics=("fid",))
+    with pytest.raises(MetricError, match="gives no features for is"):
+        fidelity.FeatureSpace("dinov2-vit-l-14", weights_path=tmp_path / "w.pth", metrics=("is",))
