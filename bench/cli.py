@@ -209,6 +209,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     if device.type == "cpu" and not args.yes:
         _check_cpu_estimate(suite, profile, rows, args)
+    if args.track:
+        from bench.tracking import enable
+        enable(args.track, out, suite.name)
     jobs = args.jobs
     if jobs is None:                              # one worker per visible GPU, else one
         from bench.jobs import visible_gpus
@@ -604,6 +607,9 @@ def parser() -> argparse.ArgumentParser:
                    help="newest checkpoints kept per run (default: the profile's, 1; the budget rungs' always)")
     s.add_argument("--yes", action="store_true",
                    help="start a profile that takes over an hour on the CPU, or a GPU-sized one on the CPU")
+    s.add_argument("--track", choices=("mlflow",),
+                   help="also log training scalars and scores to MLflow ($MLFLOW_TRACKING_URI, else sqlite in "
+                        "--out; the 'track' extra); off by default, TensorBoard files are always written")
     s.add_argument("--partition", help="Slurm partition of the jobs")
     s.add_argument("--slurm", action="append", metavar="KEY=VALUE", default=[],
                    help="another submitit Slurm parameter, repeated (e.g. --slurm account=lab --slurm qos=high)")

@@ -187,3 +187,13 @@ def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"a.b.c": leaf} (configuration diffs, experiment-tracker params)."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    return out

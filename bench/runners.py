@@ -36,6 +36,7 @@ from bench.schema import slug
 from bench.score import entries, joint_entries, score_joint, score_run
 from bench.score import preflight as score_preflight
 from bench.grids import SAMPLES_FILE, comparison_file, write_comparison, write_samples
+from bench.tracking import open_tracker
 from bench.train import check_resume, read_status, train
 from bench.validate import validate_models_and_metrics
 
@@ -155,6 +156,11 @@ def run_one(spec: RunSpec, out: Path, store: "ResultStore", *, device: torch.dev
         records += [record(spec, k + suffix, v, rel, outcome.protocol_hashes[k]) for k, v in outcome.values.items()]
     store.append(records)
     failpoints.reached("records")
+    if (tracker := open_tracker(run_dir, spec)) is not None:          # bench run --track: the scores too
+        for outcome, path, suffix in scored:
+            tracker.log(ckpt.step_of(path) or 0 if path is not None else 0,
+                        {k + suffix: v for k, v in outcome.values.items()}, prefix="score/")
+        tracker.close()
     if spec.kind == "model" and checkpoint is not None:
         write_samples(spec, checkpoint, run_dir / SAMPLES_FILE, device=device)
     return "ok", checkpoint

@@ -1,16 +1,18 @@
-"""Scalar logging to CSV (always) and TensorBoard (when installed); resumable without duplicates."""
+"""Scalar logging to CSV (always), TensorBoard (when installed) and an experiment tracker (``bench run --track``:
+bench/tracking.py); the CSV and TensorBoard resumable without duplicates."""
 
 from __future__ import annotations
 
 import csv
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 class ScalarLog:
-    def __init__(self, run_dir: Path, resume_step: int = 0, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, resume_step: int = 0, tensorboard: bool = True, tracker: Any = None):
         self.path = Path(run_dir) / "scalars.csv"
         self._rows: list[dict[str, float]] = []
         if self.path.exists():
@@ -18,6 +20,7 @@ class ScalarLog:
                 self._rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= resume_step]
         self._keys = sorted({k for r in self._rows for k in r if k != "step"})
         self._rewrite()
+        self.tracker = tracker
         self.tb = None
         if tensorboard:
             try:
@@ -45,8 +48,12 @@ class ScalarLog:
         if self.tb is not None:
             for k, v in scalars.items():
                 self.tb.add_scalar(k, v, step)
+        if self.tracker is not None:
+            self.tracker.log(step, scalars)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
+        if self.tracker is not None:
+            self.tracker.close()

@@ -24,10 +24,11 @@ from bench.ema import WeightAverage
 from bench.errors import ConfigError, DivergenceError
 from bench.gates import watch_discriminators
 from bench.progress import bar as progress_bar
-from bench.provenance import code_version, git_commit, protocol_hash, versions
+from bench.provenance import code_version, flatten, git_commit, protocol_hash, versions
 from bench.registry import loaded_plugins
 from bench.runspec import RunSpec
 from bench.scalars import ScalarLog
+from bench.tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +83,6 @@ def run_info(spec: RunSpec, deterministic: bool, device: torch.device) -> dict[s
             "git_commit": git_commit(), "code_version": code_version(), "plugins": loaded_plugins()}
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out |= _flat(v, f"{prefix}.{k}" if prefix else str(k))
-    return out
-
-
 def check_resume(spec: RunSpec, run_dir: Path, force: bool = False) -> None:
     """Refuse (one line) to resume a run whose newest checkpoint was made with another configuration."""
     last = ckpt.latest_checkpoint(run_dir)
@@ -106,7 +98,7 @@ def check_resume(spec: RunSpec, run_dir: Path, force: bool = False) -> None:
         return                                    # a run made before run.json kept its configuration
     if stored == now:
         return
-    old, new = _flat(stored or {}), _flat(now)
+    old, new = flatten(stored or {}), flatten(now)
     diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
     raise ConfigError(f"{run_dir} was trained with another configuration ({shown or 'config hash differs'}); "
@@ -167,7 +159,7 @@ def train(spec: RunSpec, run_dir: Path, *, device: torch.device, deterministic: 
         last_ckpt = save(0)
         status(run_dir, status="complete", step=0, checkpoint=last_ckpt.name)
         return TrainOutcome("complete", 0, last_ckpt, "", time.perf_counter() - t0)
-    scalars = ScalarLog(run_dir, resume_step=start) if w.main else None
+    scalars = ScalarLog(run_dir, resume_step=start, tracker=open_tracker(run_dir, spec)) if w.main else None
     loader = batch_loader(data, prof.batch_size, spec.seed, start * d_per_g, prof.steps * d_per_g,
                           prof.num_workers, b_keys=task.stream_b_keys())
     batches = iter(loader)               # draws torch's worker seed: before the RNG is restored
