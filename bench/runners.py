@@ -191,19 +191,33 @@ def joint_points(runs: list[tuple[RunSpec, Path]], out: Path) -> list[tuple[str,
     return points
 
 
-def run_joint(runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore", *,
+@dataclass(frozen=True)
+class JointUnit:
+    """One joint metric of one (seed, task) at one checkpoint point: what one worker scores."""
+
+    entry: str                                  # the joint metric's name (NRDS)
+    suffix: str                                 # "" (last checkpoints) or the eval point's "[e5]", "[s938]"
+    runs: tuple[tuple[RunSpec, Path], ...]      # every model of the seed and task, at that point
+
+
+def joint_units(groups: list[list[tuple[RunSpec, Path]]], out: Path) -> list[JointUnit]:
+    """Every (joint metric, checkpoint point) of every (seed, task) group, so that ``--jobs N`` spreads the
+    points over workers (scored one after another, the budget rungs made the joint phase a third of a table's
+    time); each unit's judge trains from its own protocol's seed, so the split changes no value."""
+    return [JointUnit(e.name, suffix, tuple(group))
+            for runs in groups for e in joint_entries(runs[0][0]) for suffix, group in joint_points(runs, out)]
+
+
+def run_joint(unit: JointUnit, out: Path, store: "ResultStore", *,
               device: torch.device, resume: bool, progress: bool, **_: Any) -> list[str]:
-    """Score the joint metrics of one (seed, task) over its models, at their last checkpoints and at every eval
-    point they all kept; returns the failures."""
-    failed = []
-    seed, task = runs[0][0].seed, runs[0][0].task
-    for e in joint_entries(runs[0][0]):
-        for suffix, group in joint_points(runs, out):
-            if resume and all(_joint_scored(store, spec, e.name, suffix) for spec, _ in group):
-                continue
-            art = out / "joint" / f"seed{seed}" / task / suffix.strip("[]")
-            failed += _score_joint_point(e, suffix, group, out, store, art, device, progress)
-    return failed
+    """Score one joint metric of one (seed, task) over its models at one checkpoint point; returns the
+    failures."""
+    runs = list(unit.runs)
+    if resume and all(_joint_scored(store, spec, unit.entry, unit.suffix) for spec, _ in runs):
+        return []
+    e = next(x for x in joint_entries(runs[0][0]) if x.name == unit.entry)
+    art = out / "joint" / f"seed{runs[0][0].seed}" / runs[0][0].task / unit.suffix.strip("[]")
+    return _score_joint_point(e, unit.suffix, runs, out, store, art, device, progress)
 
 
 def _score_joint_point(e: Any, suffix: str, runs: list[tuple[RunSpec, Path]], out: Path, store: "ResultStore",
@@ -240,8 +254,9 @@ def _label(spec: RunSpec) -> str:
     return f"{spec.row} | {spec.task} | seed {spec.seed}"
 
 
-def _joint_label(runs: list[tuple[RunSpec, Path]]) -> str:
-    return f"joint metrics | {runs[0][0].task} | seed {runs[0][0].seed}"
+def _joint_label(unit: JointUnit) -> str:
+    spec = unit.runs[0][0]
+    return f"{unit.entry}{unit.suffix} | {spec.task} | seed {spec.seed}"
 
 
 #: torch threads (and the CPUs asked of Slurm or Ray) of a run on a cluster when --cpus-per-run is not given
@@ -324,12 +339,12 @@ def _outcomes(specs: list[RunSpec], out: Path, store: "ResultStore", how: Isolat
 
 def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultStore", how: Isolation,
             opts: dict[str, Any]):
-    """The failures of each (seed, task) group's joint metrics."""
-    def died(runs: list[tuple[RunSpec, Path]], reason: str) -> list[str]:
-        store.append([record(s, "joint", None, "", "", "failed", reason) for s, _ in runs])
-        return [_joint_label(runs)]
-    return _each(run_joint, groups, out, store, how, opts, on_death=died, describe=_joint_label,
-                 spec_of=lambda runs: runs[0][0])
+    """The failures of each (seed, task) group's joint metrics, one unit per metric and checkpoint point."""
+    def died(unit: JointUnit, reason: str) -> list[str]:
+        store.append([record(s, unit.entry + unit.suffix, None, "", "", "failed", reason) for s, _ in unit.runs])
+        return [_joint_label(unit)]
+    return _each(run_joint, joint_units(groups, out), out, store, how, opts, on_death=died, describe=_joint_label,
+                 spec_of=lambda unit: unit.runs[0][0])
 
 
 def _comparisons(suite: "Suite", trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]], out: Path) -> None:
