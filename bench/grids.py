@@ -59,9 +59,10 @@ def to_rgb(task: TaskSpec, field: str, x: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
-def comparison_file(task: str) -> str:
-    """The file name of ``task``'s side-by-side comparison in a suite's output folder."""
-    return f"comparison-{task}.png"
+def comparison_file(task: str, seed: int | None = None) -> str:
+    """The file name of ``task``'s side-by-side comparison in a suite's output folder: the first seed's
+    ``comparison-<task>.png``, another seed's ``comparison-<task>-seed<k>.png``."""
+    return f"comparison-{task}.png" if seed is None else f"comparison-{task}-seed{seed}.png"
 
 
 def _save(images: list[torch.Tensor], nrow: int, path: Path) -> Path:

@@ -348,14 +348,16 @@ def _joints(groups: list[list[tuple[RunSpec, Path]]], out: Path, store: "ResultS
 
 
 def _comparisons(suite: "Suite", trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]], out: Path) -> None:
-    """Each task's side-by-side picture of its first seed's rows (:func:`bench.grids.write_comparison`): every
-    model row of the suite whose run folder holds samples, so that a command adding rows or tasks to a folder
-    (``--rows``, ``--tasks``, ``--resume``) draws them beside those an earlier command trained."""
+    """Each task's side-by-side pictures of its rows, one per seed (:func:`bench.grids.write_comparison`; the
+    first seed's is ``comparison-<task>.png``): every model row of the suite whose run folder holds samples, so
+    that a command adding rows or tasks to a folder (``--rows``, ``--tasks``, ``--resume``) draws them beside those
+    an earlier command trained."""
     for task in dict.fromkeys(t for _, t in trained):
-        seed = min(s for s, t in trained if t == task)
-        runs = [(row.name, out / "runs" / slug(row.name) / f"seed{seed}" / task) for row in suite.rows
-                if row.kind == "model"]
-        write_comparison(runs, out / comparison_file(task), seed)
+        seeds = sorted(s for s, t in trained if t == task)
+        for seed in seeds:
+            runs = [(row.name, out / "runs" / slug(row.name) / f"seed{seed}" / task) for row in suite.rows
+                    if row.kind == "model"]
+            write_comparison(runs, out / comparison_file(task, None if seed == seeds[0] else seed), seed)
 
 
 @RUNNERS.register("train-score")

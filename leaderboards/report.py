@@ -44,14 +44,20 @@ def sample_grid(out: Path, row: str, task: str) -> Path | None:
 
 
 def comparisons(out: Path, tasks: list[str]) -> list[tuple[str, Path, list[str], int]]:
-    """(task, picture, column captions, seed) of each task's side-by-side comparison (``comparison-<task>.png``,
-    written by the run and copied by ``bench publish``) where it exists."""
+    """(task, picture, column captions, seed) of each task's side-by-side comparisons where they exist (written
+    by the run and copied by ``bench publish``): the first seed's ``comparison-<task>.png``, then the other seeds'
+    ``comparison-<task>-seed<k>.png`` in seed order."""
+    def seed_no(p: Path) -> int:
+        digits = p.stem.rpartition("-seed")[2]
+        return int(digits) if digits.isdigit() else 1 << 30
     found = []
     for task in tasks:
-        png = Path(out) / comparison_file(task)
-        meta = comparison_captions(png) if png.is_file() else None
-        if meta is not None:
-            found.append((task, png, *meta))
+        pngs = [Path(out) / comparison_file(task)]
+        pngs += sorted(Path(out).glob(f"{Path(comparison_file(task)).stem}-seed*.png"), key=seed_no)
+        for png in pngs:
+            meta = comparison_captions(png) if png.is_file() else None
+            if meta is not None:
+                found.append((task, png, *meta))
     return found
 
 

@@ -84,3 +84,30 @@ def test_the_main_output_is_the_grids_last_output_column():
     assert grid_outputs({"y": t, "y_rec": t}) == ["y_rec", "y"]
     assert grid_outputs({"y_rec": t, "y_gan": t, "y": t}) == ["y_rec", "y_gan", "y"]     # ED//GAN's order kept
     assert grid_outputs({"region": t}) == ["region"]
+
+
+def test_one_picture_per_seed_the_first_under_the_plain_name(tmp_path: Path):
+    """Several seeds side by side: the first seed's picture keeps comparison-<task>.png, the others get
+    comparison-<task>-seed<k>.png, and the report lists them in seed order with their seeds."""
+    from types import SimpleNamespace
+
+    from bench.runners import _comparisons
+    from bench.schema import slug
+    from leaderboards.report import comparisons
+    rows = [SimpleNamespace(name=n, kind="model") for n in ("Concat", "Fusion")]
+    trained = {}
+    for seed in (2, 10, 0):
+        for i, row in enumerate(rows):
+            d = tmp_path / "runs" / slug(row.name) / f"seed{seed}" / "labels2photo"
+            d.parent.mkdir(parents=True, exist_ok=True)
+            _run(d.parent, "labels2photo", [0.2 + 0.1 * i + 0.01 * seed])
+        trained[(seed, "labels2photo")] = []
+    _comparisons(SimpleNamespace(rows=rows), trained, tmp_path)
+    found = comparisons(tmp_path, ["labels2photo"])
+    assert [(p.name, seed) for _, p, _, seed in found] == [
+        ("comparison-labels2photo.png", 0), ("comparison-labels2photo-seed2.png", 2),
+        ("comparison-labels2photo-seed10.png", 10)]
+    for _, png, columns, seed in found:
+        assert columns == ["condition", "Concat", "Fusion", "target"]
+        img = np.asarray(Image.open(png))
+        assert (_cell(img, 0, 2) == round((0.3 + 0.01 * seed) * 255)).all()     # that seed's Fusion output
