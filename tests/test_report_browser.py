@@ -24,7 +24,8 @@ PROBE = """<script>window.addEventListener('load', () => {
   const arrows = [...document.querySelectorAll('th')].filter(t => /[\u2191\u2193]/.test(t.textContent)).length;
   document.title = `imgs:${ok}/${imgs.length};tables:${document.querySelectorAll('table').length}` +
     `;dir:${arrows};best:${document.querySelectorAll('td.best').length}` +
-    `;wide:${Math.max(...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().width))}`;
+    `;wide:${Math.max(...[...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().width))}` +
+    `;cols:${[...document.querySelectorAll('figcaption')].filter(f => f.textContent.startsWith('columns:')).length}`;
 });</script></body>"""
 
 
@@ -46,15 +47,16 @@ def test_html_report_renders_in_chromium(tmp_path):
                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     title = re.search(r"<title>(.*?)</title>", dom.stdout)
     assert title, dom.stderr[-500:]
-    imgs, tables, arrows, best, _ = re.fullmatch(r"imgs:(\d+/\d+);tables:(\d+);dir:(\d+);best:(\d+);wide:([\d.]+)",
-                                                 title.group(1)).groups()
+    imgs, tables, arrows, best, _, cols = re.fullmatch(
+        r"imgs:(\d+/\d+);tables:(\d+);dir:(\d+);best:(\d+);wide:([\d.]+);cols:(\d+)", title.group(1)).groups()
+    assert int(cols) == 2                            # a labelled side-by-side picture per seed
     assert int(arrows) == 2                          # rel and rms say "lower is better"
     import pandas as pd
     board = pd.read_csv(out / "leaderboard.csv")
     ranked = board[(board["status"] == "ok") & board["metric"].isin(["rel", "rms"])]
     assert int(best) == ranked["metric"].nunique()    # one best cell per column with a ranked (non-degenerate) row
     ok, total = map(int, imgs.split("/"))
-    assert total >= 4 and ok == total, f"{ok} of {total} images rendered"      # chart, losses, 2 grids
+    assert total >= 6 and ok == total, f"{ok} of {total} images rendered"   # chart, losses, 2 grids, 2 side by side
     assert int(tables) >= 1
     shot = tmp_path / "report.png"
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,1800",
