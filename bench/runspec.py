@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.schema import slug
-from bench.validate import method_options, resolve_components
+from bench.resolve import method_options, resolve_components
 
 if TYPE_CHECKING:  # pragma: no cover
     from bench.config import Profile, Suite

@@ -22,7 +22,7 @@ def image_conditioned_discriminators(builtin_only: bool = True) -> list[str]:
     """The registered discriminators pix2pix can take (forward(x, y) on images), checked as the suite validator
     does; ``builtin_only`` leaves out those another test registered in this process."""
     from bench.registry import DISCRIMINATORS
-    from bench.validate import check_component_options
+    from bench.resolve import check_component_options
     from methods.pix2pix import Pix2Pix
     out = []
     for name in DISCRIMINATORS.names():

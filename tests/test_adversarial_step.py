@@ -74,7 +74,7 @@ def test_every_family_takes_r1_and_adds_exactly_its_weighted_value(method):
 def test_a_row_of_each_family_passes_the_parse_time_check_with_regularizers(method):
     """Before issue 24 ``acgan`` and ``ed-gan`` refused the key at parse time; a name that is not registered is
     still refused there, in one line."""
-    from bench.validate import _check_registry_refs
+    from bench.resolve import _check_registry_refs
     o = METHODS.get(method).Options(regularizers={"r1": 1.0, "orthogonal": 1e-4})
     _check_registry_refs(o, "suite.toml", "rows[0].options")
     with pytest.raises(ConfigError, match="not a registered regularizer"):

@@ -14,7 +14,7 @@ from bench.data.base import DatasetInfo
 from bench.errors import ConfigError
 from bench.nets import count_parameters, has_spectral_norm
 from bench.registry import GENERATORS, TASKS, build
-from bench.validate import check_component_options
+from bench.resolve import check_component_options
 from methods.generators.pix2pixhd import (Pix2PixHDGenerator, Pix2PixHDGlobalGenerator, default_n_downsampling)
 from methods.generators.spade import SPADE, SPADEGenerator, SPADEResBlock
 from methods.pix2pix import Pix2Pix

@@ -21,7 +21,7 @@ from torch import nn
 from bench.contracts import AdvTerms, DOutput, Slot
 from bench.errors import ConfigError
 from bench.registry import DISCRIMINATORS, REGULARIZERS, build
-from bench.validate import check_component_options
+from bench.resolve import check_component_options
 from methods.discriminators.patchgan import PatchGAN
 from bench.nets import LINEAR_LAYERS, count_parameters, has_spectral_norm
 
