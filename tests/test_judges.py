@@ -148,15 +148,12 @@ def _nrds() -> tuple[np.ndarray, torch.Tensor]:
 
 
 def test_nrds_classifier_is_the_same_at_1_and_2_threads() -> None:
+    """(Its control, the weights moving with the threads without the judge context, is the MNIST judge's above:
+    for this small net whether they move is the CPU's, true on the x86 machines this was written on, not on an AMD
+    EPYC of family 25, model 17, so a control here could only skip.)"""
     (c1, w1), (c2, w2) = _both(_nrds)
     np.testing.assert_array_equal(c1, c2)
     assert torch.equal(w1, w2)
-
-
-def test_nrds_classifier_moves_with_threads_without_the_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nr, "judge_training", _seeding_only)
-    (_, w1), (_, w2) = _both(_nrds)
-    assert not torch.equal(w1, w2)   # the weights: the curves (means of 16 outputs) often round alike
 
 
 def test_nrds_protocol_states_how_the_classifier_is_trained() -> None:
