@@ -27,6 +27,7 @@ def test_a_ladder_profile_trains_the_largest_rung_and_scores_the_others():
             suite.profile(bad)
 
 
+@pytest.mark.slow
 def test_budget_runs_score_every_rung_and_judge_claims_per_rung(tmp_path):
     out = tmp_path / "ladder"
     bench("run", "decoupled-table2-mnist", "--profile", "smoke", "--budget", "0.5,1", "--seeds", "1", "--out",

@@ -99,6 +99,7 @@ def test_data_prepare_cityscapes_from_the_downloaded_tars(data_root, tmp_path):
     assert r.returncode == 2 and "--src" in r.stderr
 
 
+@pytest.mark.slow
 def test_train_then_score_then_leaderboard(tmp_path):
     out = tmp_path / "out"
     r = bench("train", "quickstart", "--row", "4-Layer Concat", "--task", "photo2depth", "--profile", "tiny",
@@ -115,6 +116,7 @@ def test_train_then_score_then_leaderboard(tmp_path):
     assert lb.returncode == 2 and "bench run quickstart" in lb.stderr
 
 
+@pytest.mark.slow
 def test_leaderboard_rebuilds_from_the_store(tmp_path):
     out = tmp_path / "nrds"
     bench("run", "nrds-toy", "--seeds", "1", "--out", str(out), "--no-progress", check=True)
@@ -125,6 +127,7 @@ def test_leaderboard_rebuilds_from_the_store(tmp_path):
     pd.testing.assert_frame_equal(first, pd.read_csv(out / "leaderboard.csv"))
 
 
+@pytest.mark.slow
 def test_publish_copies_what_people_look_at_and_how_it_was_made(tmp_path):
     import json
     out = tmp_path / "nrds"

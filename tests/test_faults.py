@@ -38,6 +38,7 @@ KILL_POINTS = ["train-step:2", "checkpoint:1", "score-batch:1", "records:1", "le
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
+@pytest.mark.slow
 def test_sigkill_anywhere_then_resume_is_byte_identical(fault_suite, tmp_path, point):
     suite, ref = fault_suite
     out = tmp_path / "out"
@@ -49,6 +50,7 @@ def test_sigkill_anywhere_then_resume_is_byte_identical(fault_suite, tmp_path, p
     assert (out / "leaderboard.csv").read_bytes() == (ref / "leaderboard.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_configuration(fault_suite, tmp_path):
     suite, ref = fault_suite
     out = tmp_path / "out"
@@ -280,6 +282,7 @@ def test_pipes_and_commas_in_row_names(tmp_path):
     assert set(pd.read_csv(out / "leaderboard.csv")["row"]) == {"A | B", "C, D"}
 
 
+@pytest.mark.slow
 def test_tasks_runs_only_the_chosen_tasks_and_the_board_shows_only_them(tmp_path):
     out = tmp_path / "out"
     r = bench("run", "quickstart", "--profile", "tiny", "--rows", ROW, "--tasks", "photo2depth", "--out", str(out),

@@ -120,6 +120,7 @@ def test_a_checkout_without_networks_py_is_skipped_with_the_reason(tmp_path: Pat
         gc.ref_checkout(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_dry_run_measures_every_cpu_section(tmp_path: Path, ref_checkout: Path) -> None:
     out = tmp_path / "out"
     r = _run(out, "--sections", "env,cuda_tests,step,fid,confusion,compile", "--ref", str(ref_checkout))

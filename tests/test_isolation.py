@@ -8,6 +8,7 @@ from __future__ import annotations
 import textwrap
 
 import pandas as pd
+import pytest
 
 from bench.jobs import Limits
 from suite_helpers import SCORED, bench, quickstart_variant
@@ -59,6 +60,7 @@ def _suite(tmp, rows):
                               metrics={"photo2depth": ["depth"]}, columns={"photo2depth": ["rel", "rms"]}, rows=rows)
 
 
+@pytest.mark.slow
 def test_a_plugin_that_exits_hangs_or_leaks_state_costs_its_own_row(tmp_path):
     (tmp_path / "faulty.py").write_text(PLUGIN)
     env = {"PYTHONPATH": str(tmp_path)}
@@ -101,6 +103,7 @@ def test_the_wall_time_default_grows_with_the_steps():
     assert Profile(steps=1200, time_limit_min=5).wall_limit_s() == 300
 
 
+@pytest.mark.slow
 def test_in_process_runs_one_after_the_other_here(tmp_path):
     """--in-process (a debugger's choice) is still there and gives the numbers the isolated default gives."""
     rows = [{"name": "Fine", "discriminator": "patchgan"}]

@@ -14,6 +14,7 @@ from suite_helpers import bench
 CALIBRATED_CLOSE = 0.618
 
 
+@pytest.mark.slow
 def test_nrds_toy_suite(tmp_path):
     out = tmp_path / "nrds"
     bench("run", "nrds-toy", "--seeds", "2", "--out", str(out), "--no-progress", check=True)

@@ -66,6 +66,7 @@ def _compare(out: Path, fixture: str) -> None:
     assert diff.max() <= 1e-4, new.assign(old=old["mean"], diff=diff).sort_values("diff").tail(5)
 
 
+@pytest.mark.slow
 def test_quickstart_tiny_profile_unchanged(request):
     _same_torch()
     # `bench run quickstart --profile tiny --deterministic` on the CPU, run once per session (tests/conftest.py)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
 
 from suite_helpers import REPO, bench, assert_scored
 
@@ -17,6 +18,7 @@ def readme_block(name: str) -> str:
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_plugin_runs_as_rows_of_a_custom_suite(tmp_path):
     (tmp_path / "my_plugin.py").write_text(readme_block("my_plugin.py"))
     (tmp_path / "my_suite.toml").write_text(readme_block("my_suite.toml"))

@@ -189,6 +189,7 @@ Pix2Pix.init_component = classmethod(_init_component)
 '''
 
 
+@pytest.mark.slow
 def test_the_readme_recipe_catches_a_planted_change_of_the_discriminators_init(tmp_path, quickstart_tiny):
     from conftest import QUICKSTART_TINY_RUN
     from suite_helpers import bench

@@ -108,6 +108,7 @@ def test_a_store_it_cannot_reach_is_a_one_line_error(tmp_path):
         open_store("postgresql://bench@/postgres?schema=drop;table")
 
 
+@pytest.mark.slow
 def test_a_suite_whose_workers_write_postgres_gives_the_sqlite_runs_leaderboard(pg, tmp_path: Path):
     args = ("quickstart", "--profile", "tiny", "--rows", "4-Layer Concat,4-Layer Concat + SN", "--tasks",
             "photo2depth", "--no-progress", "--device", "cpu", "--threads", "1")

@@ -49,6 +49,7 @@ def test_deterministic_runs_are_identical(reference_run, tmp_path):
     assert (out / "leaderboard.csv").read_bytes() == (reference_run / "leaderboard.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_leaderboard(reference_run, tmp_path):
     out = tmp_path / "killed"
     target = out / "runs" / "4-layer-concat-sn" / "seed0" / "photo2labels" / "checkpoints"
@@ -108,6 +109,7 @@ PLUGIN = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_plugin_discriminator_runs_as_a_row_and_divergence_is_recorded(tmp_path):
     (tmp_path / "outside_plugin.py").write_text(PLUGIN)
     suite = quickstart_variant(

@@ -4,7 +4,8 @@ decoupled-table2-mnist's smoke profile on a budget ladder (x0.5, x1), two rows x
 scored at both rungs, four joint units. They used to be one unit per seed, its rungs one after another; now
 ``--jobs 2`` scores two units at once. Timed with ``pytest tests/benchmarks/test_bench_joint_units.py
 --benchmark-enable``; skipped otherwise (80 s of CI for no check: the records' equality with one worker is
-tests/test_jobs.py's).
+tests/test_jobs.py's). On this session's 2-core AMD EPYC: 20.5 s with one worker, 14.9 s with two (1.37x; 3 rounds
+each, the whole command).
 """
 
 from __future__ import annotations
