@@ -31,7 +31,7 @@ from bench.failures import describe_failure
 from bench.provenance import running_code_version
 from bench.registry import RUNNERS
 from bench.results import ResultRecord
-from bench.runspec import RunSpec, expand
+from bench.runspec import RunSpec
 from bench.schema import slug
 from bench.score import entries, joint_entries, score_joint, score_run
 from bench.score import preflight as score_preflight
@@ -285,6 +285,23 @@ class Isolation:
         return Limits(wall_s=wall, stall_s=60 * stall)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How one command runs its run specs (what the specs say is what runs; none of this defines a run, so none of
+    it is in a run's hashes): the device, determinism, resuming, progress bars and how runs are isolated."""
+    device: torch.device
+    deterministic: bool = False
+    resume: bool = False
+    progress: bool = True
+    force_resume: bool = False
+    isolation: Isolation = field(default_factory=Isolation)
+
+    def worker_options(self) -> dict[str, Any]:
+        """What each run's worker function takes besides its item (plain values: they travel to workers)."""
+        return dict(device=self.device, deterministic=self.deterministic, resume=self.resume,
+                    progress=self.progress, force_resume=self.force_resume)
+
+
 def _each(fn: Callable[..., Any], items: list[Any], out: Path, store: "ResultStore", how: Isolation,
           opts: dict[str, Any], *, describe: Callable[[Any], str], on_death: Callable[[Any, str], Any],
           spec_of: Callable[[Any], RunSpec]):
@@ -390,18 +407,13 @@ class TrainScoreRunner:
                                   "a new --out")
 
     @staticmethod
-    def run(suite: "Suite", out: Path, store: "ResultStore", *, profile: str, rows: list[str] | None,
-            seeds: list[int], device: torch.device, deterministic: bool, resume: bool, progress: bool,
-            force_resume: bool = False, jobs: int = 1, isolation: Isolation | None = None,
-            tasks: list[str] | None = None, specs: list[RunSpec] | None = None,
-            **_: Any) -> tuple[int, int, list[str]]:
-        specs = specs if specs is not None else expand(suite, profile, rows, seeds, tasks)
-        how = isolation or Isolation(jobs=jobs)
+    def run(suite: "Suite", out: Path, store: "ResultStore", specs: list[RunSpec],
+            options: "RunOptions") -> tuple[int, int, list[str]]:
+        how = options.isolation
         ran = skipped = 0
         failed: list[str] = []
         trained: dict[tuple[int, str], list[tuple[RunSpec, Path]]] = defaultdict(list)
-        opts = dict(device=device, deterministic=deterministic, resume=resume, progress=progress,
-                    force_resume=force_resume)
+        opts = options.worker_options()
         for spec, (status, checkpoint) in zip(specs, _outcomes(specs, out, store, how, opts)):
             if status == "skipped":
                 skipped += 1

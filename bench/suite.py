@@ -68,7 +68,7 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
     """Train and score every selected run, each in a process of its own unless ``isolate`` is off (see
     :class:`bench.runners.Isolation`), or each as a cluster job (``executor``, :mod:`bench.executors`), then
     write the leaderboard."""
-    from bench.runners import Isolation
+    from bench.runners import Isolation, RunOptions
     out = Path(out)
     if int(jobs) < 1:
         raise ConfigError(f"--jobs must be at least 1, not {jobs}")
@@ -120,9 +120,9 @@ def run_suite(suite: "Suite", out: Path, *, profile: str | None = None, rows: li
             report = SuiteReport(out)
             started, t0 = datetime.now(timezone.utc), time.perf_counter()
             report.ran, report.skipped, report.failed = runner.run(
-                suite, out, store, specs=specs, profile=pname, rows=rows, seeds=seeds, tasks=tasks, device=device,
-                deterministic=deterministic, resume=resume, progress=progress, force_resume=force_resume,
-                jobs=int(jobs), isolation=isolation)
+                suite, out, store, specs, RunOptions(device=device, deterministic=deterministic, resume=resume,
+                                                     progress=progress, force_resume=force_resume,
+                                                     isolation=isolation))
             report.seconds = time.perf_counter() - t0
             torch.set_num_threads(threads)
             if leaderboard is not None:
