@@ -114,7 +114,7 @@ class LocalDinoV2(FeatureExtractorDinoV2):
         self.eval()
 
 
-def provenance(name: str) -> dict[str, str]:
+def provenance() -> dict[str, str]:
     """What the protocol stamps beside the weights' sha256: the code's folder name and sha256."""
     folder = code_dir()
     return {"dinov2_code_sha256": code_sha256(folder), "dinov2_code": "facebookresearch/dinov2 (local, hubconf.py)"}
@@ -125,5 +125,5 @@ for _name in MODEL_METADATA:
     SPECS[_name] = ExtractorSpec(
         None, 3, "tf1x-bilinear:224, ImageNet normalisation (torch-fidelity's DINOv2 forward)",
         {"fid": "dinov2", "kid": "dinov2", "prc": "dinov2", "dc": "dinov2"},
-        provenance=functools.partial(provenance, _name))
+        provenance=provenance)
     WEIGHT_RESOLVERS[_name] = functools.partial(resolve, _name)

@@ -206,29 +206,39 @@ def _options(name: str, options: dict[str, Any], allowed: tuple[str, ...]) -> di
 
 
 # -- the scorers ----------------------------------------------------------------------------------
-class LpipsScorer(Scorer):
+class _LpipsBase(Scorer):
+    """What both LPIPS scorers share: image outputs only, the options, the network (loaded in preflight too)."""
+
+    NAME: ClassVar[str] = "lpips"
+    outputs: ClassVar[tuple[str, ...]] = ("image",)
+    OPTIONS: ClassVar[tuple[str, ...]] = OPTIONS
+
+    def __init__(self, ctx: ScoreContext):
+        super().__init__(ctx)
+        if ctx.task.output not in self.outputs:
+            raise MetricError(f"metric '{self.NAME}' scores image outputs; task '{ctx.task.name}' outputs "
+                              f"'{ctx.task.output}': remove it from the suite's metrics")
+        self.opts = _options(self.NAME, ctx.options, self.OPTIONS)
+        self.model, self.trunk = lpips_network(self.opts["net"], self.opts["weights_path"])
+
+    @classmethod
+    def preflight(cls, ctx: ScoreContext) -> None:
+        opts = _options(cls.NAME, ctx.options, cls.OPTIONS)
+        lpips_network(opts["net"], opts["weights_path"])
+
+
+class LpipsScorer(_LpipsBase):
     """Mean LPIPS between each output and its target (lower is better). Options: net (alex | vgg | squeeze),
     weights_path (the trunk's torchvision weights), resize (side), batch_size."""
 
     keys: ClassVar[tuple[str, ...]] = ("lpips",)
-    outputs: ClassVar[tuple[str, ...]] = ("image",)
     ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {"lpips": (0.0, None)}
     OPTIONS: ClassVar[tuple[str, ...]] = ("net", "weights_path", "resize", "batch_size")
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)
-        if ctx.task.output not in self.outputs:
-            raise MetricError(f"metric 'lpips' scores image outputs; task '{ctx.task.name}' outputs "
-                              f"'{ctx.task.output}': remove it from the suite's metrics")
-        self.opts = _options("lpips", ctx.options, self.OPTIONS)
-        self.model, self.trunk = lpips_network(self.opts["net"], self.opts["weights_path"])
         self._sum = 0.0
         self._count = 0
-
-    @classmethod
-    def preflight(cls, ctx: ScoreContext) -> None:
-        opts = _options("lpips", ctx.options, cls.OPTIONS)
-        lpips_network(opts["net"], opts["weights_path"])
 
     def update(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         target = self.ctx.task.y(batch).to(pred.device)
@@ -250,32 +260,21 @@ class LpipsScorer(Scorer):
         return None
 
 
-class LpipsDiversityScorer(Scorer):
+class LpipsDiversityScorer(_LpipsBase):
     """Mean LPIPS of random same-class pairs of samples (higher is more diverse), and of the real images."""
 
+    NAME: ClassVar[str] = "lpips-diversity"
     feed: ClassVar[str] = "samples"
     keys: ClassVar[tuple[str, ...]] = ("lpips_div", "lpips_div_real")
-    outputs: ClassVar[tuple[str, ...]] = ("image",)
     higher_is_better: ClassVar[tuple[str, ...]] = ()     # more diverse is not better by itself: compare with real
     ranges: ClassVar[dict[str, tuple[float | None, float | None]]] = {"lpips_div": (0.0, None)}
-    OPTIONS: ClassVar[tuple[str, ...]] = OPTIONS
 
     def __init__(self, ctx: ScoreContext):
         super().__init__(ctx)
-        if ctx.task.output not in self.outputs:
-            raise MetricError(f"metric 'lpips-diversity' scores image outputs; task '{ctx.task.name}' outputs "
-                              f"'{ctx.task.output}'")
-        self.opts = _options("lpips-diversity", ctx.options, self.OPTIONS)
-        self.model, self.trunk = lpips_network(self.opts["net"], self.opts["weights_path"])
         self._gen: list[torch.Tensor] = []
         self._real: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
         self._classwise = True
-
-    @classmethod
-    def preflight(cls, ctx: ScoreContext) -> None:
-        opts = _options("lpips-diversity", ctx.options, cls.OPTIONS)
-        lpips_network(opts["net"], opts["weights_path"])
 
     def update(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         real = self.ctx.task.y(batch)

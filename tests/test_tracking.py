@@ -71,7 +71,8 @@ def test_a_reopened_run_continues_and_errors_turn_tracking_off(tmp_path, monkeyp
     again.log(2, {"loss_D": 0.25})
     again.close()
     run_id = (tmp_path / RUN_ID_FILE).read_text().strip()
-    client = _client(tmp_path).__class__(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss_D")] == [(1, 0.5), (2, 0.25)]
     assert client.get_run(run_id).data.params["components.G.name"] == "unet"
     # an unreachable store: one warning, no exception, nothing logged
