@@ -499,11 +499,16 @@ def cmd_republish(args: argparse.Namespace) -> int:
     check_one_judge_per_column(store)
     commit, version = git_commit(), code_version()      # before the rebuild writes into a (tracked) folder
     with folder_lock(dest):
+        why = args.why
+        for i, src in enumerate(args.add):                  # runs made later or elsewhere (bench.addruns)
+            from bench.addruns import add_runs
+            why += f"; {add_runs(dest, Path(src), suite.name, profile, label=f'OUT{i + 1}')}"
         write_leaderboard(suite, store, dest, profile)
         shown = "DEST" if dest.is_absolute() else dest.as_posix()        # no machine paths in a committed file
         command = f"bench republish {shown}" + "".join(f" --{k} {v}" for k, v in (("suite", args.suite),
                                                                                   ("profile", args.profile)) if v)
-        republish_notes(dest, command, commit, version, args.why)
+        command += "".join(f" --add OUT{i + 1}" for i in range(len(args.add)))
+        republish_notes(dest, command, commit, version, why)
     print((dest / "leaderboard.md").read_text())
     print(f"republished {dest} from its {RESULTS_FILE} (see {dest / 'RUN.md'})")
     return 0
@@ -732,6 +737,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", help="the profile (default: the one its store holds)")
     s.add_argument("--why", default="the statistics of this code version",
                    help="one line for RUN.md: why it was republished")
+    s.add_argument("--add", action="append", default=[], metavar="OUT",
+                   help="first add the runs (row, task, seed) of this `bench run` --out folder that the folder "
+                        "lacks, e.g. a seed run later or elsewhere (same suite, profile and judges; a run it holds "
+                        "is never replaced); repeated for several")
     s.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="plugin_sub")
     s.set_defaults(func=cmd_republish)
 
