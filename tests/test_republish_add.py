@@ -20,16 +20,16 @@ SPADE = "SPADE (SPADE G + multi-scale D + FM, hinge)"
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    """The committed translation-zoo folder (SPADE has seeds 0 and 1 there) and its store's SPADE seed-1 records."""
-    base = tmp_path_factory.mktemp("published")
+    """The committed translation-zoo folder's SPADE seed-1 records, the seeds it holds, and its protocols."""
     store = ResultStore(COMMITTED / "results.sqlite")
     recs = [r for r in store.records(row=SPADE, seed=1)]
-    assert recs and not store.records(row=SPADE, seed=2)
-    return base, recs, store.protocols()
+    seeds = sorted({r.seed for r in store.records(row=SPADE)})
+    assert recs and seeds
+    return recs, seeds, store.protocols()
 
 
 def _out(path, recs, protocols, *, seed: int, shift: float = 0.0, sha: str | None = None):
-    """A `bench run` --out holding SPADE at ``seed``: seed 1's records moved by ``shift`` (and, with ``sha``, one
+    """A `bench run` --out holding SPADE at ``seed`` (one the folder lacks): seed 1's records moved by ``shift`` (and, with ``sha``, one
     judge's weights sha256 changed, as a segmenter trained on another CPU kind would be)."""
     path.mkdir(parents=True)
     store = ResultStore(path / "results.sqlite")
@@ -49,22 +49,24 @@ def _out(path, recs, protocols, *, seed: int, shift: float = 0.0, sha: str | Non
 
 
 def test_a_later_seed_joins_the_published_folder(published, tmp_path, capsys):
-    base, recs, protocols = published
+    recs, seeds, protocols = published
     dest = tmp_path / "cpu@x0.5-1"
     shutil.copytree(COMMITTED, dest)
     before = ResultStore(dest / "results.sqlite").records()
-    src = _out(tmp_path / "later", recs, protocols, seed=2, shift=0.01)
-    assert main(["republish", str(dest), "--add", str(src), "--why", "SPADE's third seed"]) == 0
+    src = _out(tmp_path / "later", recs, protocols, seed=seeds[-1] + 1, shift=0.01)
+    assert main(["republish", str(dest), "--add", str(src), "--why", "SPADE's next seed"]) == 0
     capsys.readouterr()
     after = ResultStore(dest / "results.sqlite").records()
     assert after[:len(before)] == before and len(after) == len(before) + len(recs)       # appended, nothing moved
     board = pd.read_csv(dest / "leaderboard.csv")
     row = board[(board["row"] == SPADE) & (board["column"] == "labels2photo/mean_iou")].iloc[0]
-    seeds = [r.value for r in after if r.row == SPADE and r.task == "labels2photo" and r.metric == "mean_iou"]
-    assert row["n"] == 3 and row["mean"] == pytest.approx(sum(seeds) / 3, abs=1e-12)
+    values = [r.value for r in after if r.row == SPADE and r.task == "labels2photo" and r.metric == "mean_iou"]
+    assert len(values) == len(seeds) + 1 and row["n"] == len(values)
+    assert row["mean"] == pytest.approx(sum(values) / len(values), abs=1e-12)
     run = (dest / "RUN.md").read_text()
     line = [ln for ln in run.split("## Republished", 1)[1].splitlines() if ln.startswith("- ")][-1]
-    assert "--add OUT1" in line and "SPADE's third seed" in line and "seed 2" in line and "--out OUT1" in line
+    assert "--add OUT1" in line and "SPADE's next seed" in line and f"seed {seeds[-1] + 1}" in line
+    assert "--out OUT1" in line
     assert str(tmp_path) not in run                                                       # no machine paths
     stored = (dest / "results.sqlite").read_bytes()
     assert main(["republish", str(dest), "--add", str(src)]) == 2                         # it holds them now
@@ -73,11 +75,11 @@ def test_a_later_seed_joins_the_published_folder(published, tmp_path, capsys):
 
 
 def test_a_run_by_another_judge_is_refused_and_the_store_untouched(published, tmp_path, capsys):
-    base, recs, protocols = published
+    recs, seeds, protocols = published
     dest = tmp_path / "cpu@x0.5-1"
     shutil.copytree(COMMITTED, dest)
     stored = (dest / "results.sqlite").read_bytes()
-    src = _out(tmp_path / "elsewhere", recs, protocols, seed=2, sha="0" * 64)
+    src = _out(tmp_path / "elsewhere", recs, protocols, seed=seeds[-1] + 1, sha="0" * 64)
     assert main(["republish", str(dest), "--add", str(src)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "different judges" in err
@@ -86,11 +88,11 @@ def test_a_run_by_another_judge_is_refused_and_the_store_untouched(published, tm
 
 
 def test_add_refuses_a_folder_without_a_store_or_of_another_profile(published, tmp_path, capsys):
-    base, recs, protocols = published
+    recs, seeds, protocols = published
     dest = tmp_path / "cpu@x0.5-1"
     shutil.copytree(COMMITTED, dest)
     assert main(["republish", str(dest), "--add", str(tmp_path / "none")]) == 2
     assert "holds no results.sqlite" in capsys.readouterr().err
-    other = _out(tmp_path / "other", [replace(r, profile="cpu") for r in recs], protocols, seed=2)
+    other = _out(tmp_path / "other", [replace(r, profile="cpu") for r in recs], protocols, seed=seeds[-1] + 1)
     assert main(["republish", str(dest), "--add", str(other)]) == 2
     assert "holds no records of suite translation-zoo, profile cpu@x0.5-1" in capsys.readouterr().err
