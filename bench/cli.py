@@ -106,7 +106,7 @@ def _check_cpu_estimate(suite, profile: str | None, rows: list[str] | None, args
     base = name.partition("@x")[0]
     share = ((len(rows) if rows else len(suite.rows)) / len(suite.rows)
              * (len(_tasks(suite, args.tasks) or suite.suite.tasks) / len(suite.suite.tasks))
-             * ((args.seeds or len(suite.suite.seeds)) / max(1, len(suite.suite.seeds))))
+             * (len(_run_seeds(args) or suite.suite.seeds) / max(1, len(suite.suite.seeds))))
     if prof.minutes_cpu is not None:
         est = prof.minutes_cpu * share
         if est > CPU_CONFIRM_MIN:
@@ -163,6 +163,17 @@ def _seeds(n: int | None) -> list[int] | None:
     return list(range(n))
 
 
+def _run_seeds(args: argparse.Namespace) -> list[int] | None:
+    """``bench run``'s seeds: ``--seed K`` (repeated: just those) or ``--seeds N`` (0..N-1), else the suite's."""
+    if not getattr(args, "seed", None):
+        return _seeds(args.seeds)
+    if args.seeds is not None:
+        raise ConfigError("give --seeds N (seeds 0..N-1) or --seed K (just seed K, repeated for several), not both")
+    if bad := [k for k in args.seed if not 0 <= k < MAX_SEEDS]:
+        raise ConfigError(f"--seed {bad[0]} is outside 0..{MAX_SEEDS - 1}")
+    return sorted(set(args.seed))
+
+
 def _budget_profile(suite, profile: str | None, budget: str | None) -> str | None:
     """``--budget 0.3,1,3``: the ladder profile over ``profile`` (``<profile>@x0.3-1-3``): one run of the
     largest multiple of its steps per row and seed, scored at each rung's step too."""
@@ -216,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if jobs is None:                              # one worker per visible GPU, else one
         from bench.jobs import visible_gpus
         jobs = max(1, len(visible_gpus(device)))
-    report = run_suite(suite, out, profile=profile, rows=rows, seeds=_seeds(args.seeds),
+    report = run_suite(suite, out, profile=profile, rows=rows, seeds=_run_seeds(args),
                        tasks=_tasks(suite, args.tasks), device=device, deterministic=args.deterministic,
                        resume=args.resume, force_resume=args.force_resume, progress=not args.no_progress,
                        leaderboard=write_leaderboard, jobs=jobs, isolate=not args.in_process,
@@ -574,6 +585,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", action="append",
                    help="only these of the suite's tasks, comma-separated or repeated (default: all)")
     s.add_argument("--seeds", type=int, help="run seeds 0..N-1 (default: the suite's)")
+    s.add_argument("--seed", type=int, action="append", metavar="K",
+                   help="run only seed K, repeated for several (e.g. the seed a session did not finish, then "
+                        "`bench republish FOLDER --add OUT` adds it to the published folder); not with --seeds")
     s.add_argument("--out", help="output folder (default: runs/<suite>)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     s.add_argument("--force-resume", action="store_true",

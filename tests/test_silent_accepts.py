@@ -312,3 +312,25 @@ def test_11d_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, 
 def test_11e_a_row_name_too_long_for_a_folder_is_refused(tmp_path, capsys):
     err = refused(tmp_path, capsys, lambda d: d["rows"].append({"name": "x" * 300, "discriminator": "patchgan"}))
     assert "[rows.6]" in err and "300 characters" in err and "at most 100" in err
+
+
+def test_9f_seed_option_runs_just_those_seeds(tmp_path, capsys, monkeypatch):
+    """`bench run --seed K` (repeated) hands the runner exactly those seeds (a seed a session did not finish);
+    with --seeds, or outside the bound, it is refused in one line with nothing run."""
+    import bench.suite
+    seen = []
+
+    def fake_run_suite(suite, out, *, seeds=None, **_):
+        seen.append(seeds)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bench.suite, "run_suite", fake_run_suite)
+    with pytest.raises(SystemExit):
+        main(["run", "quickstart", "--seed", "2", "--seed", "0", "--seed", "2", "--out", str(tmp_path / "a")])
+    assert seen == [[0, 2]]
+    out = tmp_path / "out"
+    err = one_line_error(capsys, ["run", "quickstart", "--seed", "2", "--seeds", "3", "--out", str(out)],
+                         nothing_at=out)
+    assert "--seeds N" in err and "--seed K" in err and "not both" in err
+    err = one_line_error(capsys, ["run", "quickstart", "--seed", "-1", "--out", str(out)], nothing_at=out)
+    assert "--seed -1 is outside" in err
