@@ -208,7 +208,7 @@ def run_notes(out: Path) -> str:
     fence = "`" * max(3, 1 + max((len(r) for c in commands for r in re.findall("`+", c)), default=0))
     lines += [fence, *commands, fence, "", "Then `bench publish OUT --dest <this folder>` copied the files here "
               f"({datetime.now(timezone.utc).date().isoformat()}).", ""]
-    return "\n".join(lines + judge_notes(out))
+    return "\n".join(lines + claim_notes(out) + judge_notes(out))
 
 
 def judge_notes(out: Path) -> list[str]:
@@ -227,6 +227,56 @@ def judge_notes(out: Path) -> list[str]:
     lines += ["| task | metric | judge | sha256 |", "|---|---|---|---|"]
     lines += [f"| {md_text(task)} | {md_text(metric)} | {md_code(key, cell=True)} | {md_code(sha, cell=True)} |"
               for task, metric, key, sha in found]
+    return lines + [""]
+
+
+CLAIMS = "## Claims"
+
+
+def _g(x: float) -> str:
+    return f"{x:.2g}"
+
+
+def _verdict(c: Any) -> str:
+    """One claim's verdict as RUN.md says it: ``**reproduced** (claimed; p 0.0087, reverse 0.99; diff 0.395
+    [0.233, 0.557])``; a not-separated one adds the seeds per row that would separate it."""
+    import pandas as pd
+    if pd.isna(c["p"]):
+        return f"**{c['verdict']}**"
+    seeds = (f"; about {int(c['seeds_needed'])} seeds per row would separate it"
+             if c["verdict"] == "not separated" and pd.notna(c.get("seeds_needed")) else "")
+    return (f"**{c['verdict']}** ({c['direction']}; p {_g(c['p'])}, reverse {_g(c['p_reverse'])}; diff "
+            f"{c['diff']:.3g} [{c['diff_low']:.3g}, {c['diff_high']:.3g}]{seeds})")
+
+
+def _at_budget(b: Any) -> str:
+    import pandas as pd
+    if pd.isna(b["p"]):
+        return f"{b['label']}: {b['verdict']}"
+    p = f"p of the reverse {_g(b['p_reverse'])}" if b["verdict"] == "reversed" else f"p {_g(b['p'])}"
+    return f"{b['label']}: {b['verdict']} ({p})"
+
+
+def claim_notes(folder: Path) -> list[str]:
+    """The ``## Claims`` section of RUN.md: every claim's verdict with its p-values, difference and interval, and
+    the verdict at each scored budget, as the leaderboard computed them (claims.csv, claims_by_budget.csv)."""
+    import pandas as pd
+    from bench.escape import md_text
+    path = Path(folder) / "claims.csv"
+    claims = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if claims.empty:
+        return []
+    path = Path(folder) / "claims_by_budget.csv"
+    by = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["claim", "point"])
+    lines = [CLAIMS, "", "Each claim as the leaderboard judged it (claims.csv: Welch's t-test on the per-seed values, "
+             "one-sided, alpha 0.05): the verdict, the direction of the means, p of the claimed direction and of the "
+             "reverse, the difference in the claimed direction with its 90% interval; then the same test at each "
+             "scored budget (claims_by_budget.csv).", ""]
+    for _, c in claims.iterrows():
+        at = by[(by["claim"] == c["claim"]) & (by["point"].str.split("[").str[0] == c["metric"])]
+        budgets = (f" By budget: {'; '.join(_at_budget(b) for _, b in at.iterrows())}."
+                   if len(at) > 1 and c["verdict"] != "missing" else "")
+        lines.append(f"- {md_text(c['claim'])}: {_verdict(c)}.{budgets}")
     return lines + [""]
 
 
@@ -250,7 +300,8 @@ def republish_notes(dest: Path, command: str, commit: str | None, code_version: 
     from bench.escape import md_code, md_text
     line = (f"- {date}: {md_code(command)} at commit {md_code(commit)} (code version {md_code(code_version)}): "
             f"{md_text(why)}")
-    body = [head.rstrip("\n"), "", *judge_notes(dest), REPUBLISHED, "",
+    head = head.split(f"\n{CLAIMS}\n", 1)[0]              # the claims as this code judges them, made anew
+    body = [head.rstrip("\n"), "", *claim_notes(dest), *judge_notes(dest), REPUBLISHED, "",
             "The leaderboard, claims and report rebuilt from this folder's results.sqlite (no run trained or "
             "scored again):", "", *earlier, line, ""]
     path.write_text("\n".join(body), encoding="utf-8")

@@ -96,3 +96,28 @@ def test_every_committed_verdict_re_derives_from_its_store(folder, tmp_path, cap
         if (folder / name).is_file():
             assert (dest / name).read_bytes() == (folder / name).read_bytes(), \
                 f"{folder.relative_to(REPO)}/{name} does not re-derive from its store: run bench republish on it"
+
+
+def test_run_md_states_each_claim_with_its_p_values_and_budgets(tmp_path, capsys):
+    """RUN.md's ``## Claims``: one line per claim of claims.csv with its verdict, p, reverse p and the verdict at
+    each budget of claims_by_budget.csv (a reversed point gives the reverse's p); made anew on each republish."""
+    folder = REPO / "leaderboards" / "results" / "translation-zoo" / "cpu@x0.5-1"
+    dest = tmp_path / folder.name
+    shutil.copytree(folder, dest)
+    for why in ("first", "second"):
+        assert main(["republish", str(dest), "--why", why]) == 0
+    capsys.readouterr()
+    run = (dest / "RUN.md").read_text()
+    assert run.count("\n## Claims\n") == 1 and run.index("## Claims") < run.index("## Judges")
+    section = run.split("\n## Claims\n", 1)[1].split("\n## Judges\n", 1)[0]
+    bullets = [ln for ln in section.splitlines() if ln.startswith("- ")]
+    claims = pd.read_csv(dest / "claims.csv")
+    by = pd.read_csv(dest / "claims_by_budget.csv")
+    assert len(bullets) == len(claims)
+    for line, (_, c) in zip(bullets, claims.iterrows()):
+        assert line.startswith(f"- {c['claim']}: **{c['verdict']}** ({c['direction']}; p {c['p']:.2g}, "
+                               f"reverse {c['p_reverse']:.2g}; diff {c['diff']:.3g}")
+        for _, b in by[by["claim"] == c["claim"]].iterrows():
+            p = f"p of the reverse {b['p_reverse']:.2g}" if b["verdict"] == "reversed" else f"p {b['p']:.2g}"
+            assert f"{b['label']}: {b['verdict']} ({p})" in line
+    assert "reversed (p of the reverse" in section            # this table has a reversed budget point
