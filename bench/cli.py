@@ -375,7 +375,7 @@ def _run_for_regress(args: argparse.Namespace, suite, out: Path, profile: str, s
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from leaderboards.build import directions, leaderboard_frame
+    from leaderboards.build import directions, leaderboard_frame, store_protocols
     from leaderboards.regress import baseline_frame, compare, environment, parse_tolerances, read_baseline
     suite = _suite(args.suite)
     baseline = read_baseline(Path(args.baseline), suite.name)
@@ -393,8 +393,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
     store = _store(out, suite.name)
     current = baseline_frame(suite, store, profile, environment(out))
     records = store.latest(suite=suite.name, profile=profile)
-    higher = directions(suite, leaderboard_frame(suite, records),
-                        {h: store.protocol(h) or {} for h in set(records["protocol_hash"]) - {""}}, records)
+    protocols = store_protocols(store, records)
+    higher = directions(suite, leaderboard_frame(suite, records, protocols), protocols, records)
     result = compare(baseline, current, args.mode, higher, suite.tolerances if args.suite_tolerances else {},
                      tolerances, args.alpha)
     print(result.report())
@@ -439,7 +439,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.build import select_device
     from bench.suite import run_suite
-    from leaderboards.build import directions, leaderboard_frame, ranges, write_leaderboard
+    from leaderboards.build import directions, leaderboard_frame, ranges, store_protocols, write_leaderboard
     from leaderboards.compare import Plan, candidate_suite, compare_markdown, established_rows, preflight, verdicts
     import pandas as pd
     out = Path(args.out) if args.out else default_out(f"compare-{args.discriminator}")
@@ -467,9 +467,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   progress=not args.no_progress, leaderboard=write_leaderboard)
         store = _store(p.out, p.suite.name)
         records = store.latest(suite=p.suite.name, profile=p.profile)
-        long = leaderboard_frame(p.suite, records)
-        higher = directions(p.suite, long, {h: store.protocol(h) or {} for h in set(records["protocol_hash"]) - {""}},
-                            records)
+        protocols = store_protocols(store, records)
+        long = leaderboard_frame(p.suite, records, protocols)
+        higher = directions(p.suite, long, protocols, records)
         frames.append(verdicts(p.suite.name, long, records, higher, ranges(p.suite, long), name, p.against))
     frame = pd.concat(frames, ignore_index=True)
     frame.to_csv(out / "compare.csv", index=False)

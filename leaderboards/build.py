@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 LONG_COLUMNS = ["row", "column", "task", "metric", "mean", "std", "n", "published", "gap", "status", "reason"]
 
 
-def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
+def store_protocols(store, records: pd.DataFrame) -> dict[str, dict]:
+    """Protocol hash -> protocol, for every hash ``records`` name."""
+    return {h: store.protocol(h) or {} for h in sorted(set(records["protocol_hash"]) - {""})} if len(records) else {}
+
+
+def leaderboard_frame(suite: Suite, records: pd.DataFrame,
+                      protocols: Mapping[str, dict] | None = None) -> pd.DataFrame:
     """Long frame, in suite row order then column order; rows, and tasks, with no record at all are left out
     (a run of some rows or tasks: ``--rows``, ``--tasks``).
 
@@ -39,8 +45,12 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
     then the published ones), so a failed row shows up in each of them with its reason; where no
     row produced anything, a failed row still gets one line (metric ""). A cell whose runs' outputs the
     sanity gate found degenerate (:mod:`bench.gates`: constant or collapsed, in any seed) keeps its
-    numbers with status ``degenerate`` and the gate's reason. The gate's own records are not columns.
+    numbers with status ``degenerate`` and the gate's reason. The gate's own records are not columns. A
+    column scored from the run's training log (``protocols`` say ``feed = "log"``: D's loss along training)
+    reads no output, so the gate does not mark it: a run whose samples collapsed still logged what its
+    discriminator did (without ``protocols`` every column is gated).
     """
+    logged = {h for h, p in (protocols or {}).items() if p.get("feed") == "log"}
     out = []
     gate_recs = records[records["metric"].astype(str).str.startswith(gates.PREFIX)] if len(records) else records
     records = records[~records["metric"].astype(str).str.startswith(gates.PREFIX)] if len(records) else records
@@ -66,7 +76,7 @@ def leaderboard_frame(suite: Suite, records: pd.DataFrame) -> pd.DataFrame:
                 mean = float(vals.mean()) if len(vals) else math.nan
                 status = "ok" if len(vals) else ("failed" if len(failed) else "missing")
                 reason = "; ".join(sorted(set(failed["reason"]))) if len(failed) else ""
-                if status == "ok":
+                if status == "ok" and not (logged and set(ok[ok["metric"] == metric]["protocol_hash"]) <= logged):
                     seeds = set(ok[ok["metric"] == metric]["seed"])
                     flagged = degenerate_seeds(g_task, metric, seeds)
                     if flagged:
@@ -367,9 +377,8 @@ def write_leaderboard(suite: Suite, store, out: Path, profile: str | None = None
     """Write leaderboard.md / .csv / .png for ``suite`` and ``profile`` from ``store``; return the .md path."""
     profile = profile or suite.suite.default_profile
     records = store.latest(suite=suite.name, profile=profile)
-    hashes = sorted(set(records["protocol_hash"]) - {""}) if len(records) else []
-    full = {h: store.protocol(h) or {} for h in hashes}
-    long = leaderboard_frame(suite, records)
+    full = store_protocols(store, records)
+    long = leaderboard_frame(suite, records, full)
     higher = directions(suite, long, full, records)
     if len(records):
         long = add_statistics(long, records, higher, ranges(suite, long))

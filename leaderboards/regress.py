@@ -62,12 +62,12 @@ def environment(out: Path) -> str:
 
 def baseline_frame(suite: Suite, store, profile: str, env: str = "") -> pd.DataFrame:
     """Every leaderboard cell of ``suite`` at ``profile`` in ``store``, one line per seed (see the module)."""
-    from leaderboards.build import leaderboard_frame
+    from leaderboards.build import leaderboard_frame, store_protocols
     records = store.latest(suite=suite.name, profile=profile)
     if not len(records):
         raise ConfigError(f"the results store holds nothing of suite '{suite.name}' at profile '{profile}'; "
                           "run it first (bench run)")
-    long = leaderboard_frame(suite, records)
+    long = leaderboard_frame(suite, records, store_protocols(store, records))
     ok = records[records["status"] == "ok"]
     lines = []
     for cell in long.itertuples():

@@ -123,3 +123,25 @@ def test_missing_and_untestable():
     plain = claim_table(suite, leaderboard_frame(suite, recs), {"photo2depth/rel": False}, recs).iloc[0]
     assert plain["verdict"] != "untestable"
     assert f"as scored, the degenerate runs counted: {plain['verdict']}" in c["pairs"]
+
+
+def test_a_collapsed_run_gates_its_output_columns_not_its_training_log():
+    """The gate flags B's samples (gate.degenerate@y = 1 in every seed): a column scored on B's outputs is
+    degenerate and its claim untestable; a column scored from B's training log (protocol feed = "log": D's loss
+    along training) reads no output, so its claim is judged (as scipy's Welch test says)."""
+    suite = _suite([{"text": "A below B in rel", "metric": "photo2depth/rel", "order": ["A", "B"]}])
+    recs = _records(VALUES)
+    gate = pd.DataFrame([{"row": "B", "task": "photo2depth", "seed": s, "metric": "gate.degenerate@y", "value": 1.0,
+                          "status": "ok", "reason": "", "protocol_hash": "g", "code_version": "0.1.0+abc",
+                          "time": "2026-12-01T00:00:09+00:00"} for s in range(3)])
+    recs = pd.concat([recs, gate], ignore_index=True)
+    output_fed = {"h1": {"feed": "samples"}, "g": {}}
+    long = leaderboard_frame(suite, recs, output_fed)
+    assert set(long.loc[long["row"] == "B", "status"]) == {"degenerate"}
+    assert claim_table(suite, long, {"photo2depth/rel": False}, recs).iloc[0]["verdict"] == "untestable"
+    log_fed = {"h1": {"feed": "log"}, "g": {}}
+    long = leaderboard_frame(suite, recs, log_fed)
+    assert set(long["status"]) == {"ok"}
+    c = claim_table(suite, long, {"photo2depth/rel": False}, recs).iloc[0]
+    p = sps.ttest_ind(VALUES["A"], VALUES["B"], equal_var=False, alternative="less").pvalue
+    assert c["verdict"] == "reproduced" and c["p"] == pytest.approx(p)
