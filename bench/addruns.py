@@ -29,19 +29,14 @@ def _key(r) -> tuple[str, str, int]:
     return r.row, r.task, r.seed
 
 
-def _arg(a: str, src: Path, label: str) -> str:
-    from bench.publish import _portable
-    shown = _portable(a, src)                        # the machine's folder written as OUT, OUT/...
-    return label + shown[3:] if shown != a and shown.startswith("OUT") else shown
-
-
 def _commands(src: Path, label: str) -> str:
     """The ``bench run`` commands of ``src`` (its invocations.jsonl), with its folder written as ``label``."""
+    from bench.publish import shell_command
     p = src / INVOCATIONS
     lines = [json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()] if p.is_file() else []
     if not lines:
         return "its commands were not recorded (no invocations.jsonl)"
-    return "; ".join(f"`{' '.join(_arg(a, src, label) for a in i['argv'])}` (commit {str(i.get('commit'))[:7]}, "
+    return "; ".join(f"`{shell_command(i['argv'], src, label)}` (commit {str(i.get('commit'))[:7]}, "
                      f"{i['started']}, {i['seconds'] / 60:.1f} min, jobs {i.get('jobs', '?')})" for i in lines)
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -165,16 +166,35 @@ def _seed_no(name: str) -> int:
     return int(digits) if digits.isdigit() else 1 << 30
 
 
-def _portable(arg: str, out: Path) -> str:
-    """A command argument with the machine's output folder written as ``OUT`` (no machine paths in the repo)."""
+def _portable(arg: str, out: Path, label: str = "OUT") -> str:
+    """A command argument with the machine's output folder written as ``label`` (OUT, OUT/...) and any other
+    absolute path as ``.../<name>`` (no machine paths in the repo)."""
     try:
         p = Path(arg)
         if not p.is_absolute():
             return arg
         rel = p.resolve().relative_to(Path(out).resolve())
-        return "OUT" if str(rel) == "." else f"OUT/{rel.as_posix()}"
-    except (ValueError, OSError):
+        return label if str(rel) == "." else f"{label}/{rel.as_posix()}"
+    except ValueError:
+        return f".../{Path(arg).name}"
+    except OSError:
         return arg
+
+
+def shell_command(argv: list[str], out: Path, label: str = "OUT") -> str:
+    """A recorded command as one line a shell runs again: paths made portable (:func:`_portable`; the value of
+    ``--out`` is ``label`` even where the folder was copied before publishing), each argument quoted as needed
+    (a row name with blanks or commas stays one argument)."""
+    from bench.escape import one_line
+    shown = []
+    for k, a in enumerate(argv):
+        flag, eq, value = a.partition("=") if a.startswith("--") and "=" in a else ("", "", a)
+        if (k and argv[k - 1] == "--out") or flag == "--out":
+            value = label
+        else:
+            value = _portable(value, out, label)
+        shown.append(shlex.quote(one_line(f"{flag}{eq}{value}")))
+    return " ".join(shown)
 
 
 def _jobs(i: dict[str, Any]) -> str:
@@ -185,9 +205,9 @@ def _jobs(i: dict[str, Any]) -> str:
 
 
 def run_notes(out: Path) -> str:
-    """RUN.md: the commit, machine, jobs and wall time, the commands (a code block: each argument on one line,
+    """RUN.md: the commit, machine, jobs and wall time, the commands (a code block: each command on one line, quoted for a shell,
     the fence longer than any run of backticks in them) and the judges; user text escaped for Markdown."""
-    from bench.escape import md_code, one_line
+    from bench.escape import md_code
     inv = _invocations(out)
     lines = [RUN_TITLE, ""]
     if not inv:
@@ -202,7 +222,7 @@ def run_notes(out: Path) -> str:
               f"- jobs: {'; '.join(dict.fromkeys(_jobs(i) for i in inv))}",
               f"- wall time: {total / 60:.1f} min over {len(inv)} command(s)", "",
               "Commands, in order (run from the repository root with BENCH_DATA_ROOT set):", ""]
-    commands = [" ".join(one_line(_portable(a, out)) for a in i["argv"]) + f"    # {i['started']}, "
+    commands = [shell_command(i["argv"], out) + f"    # {i['started']}, "
                 f"{i['seconds'] / 60:.1f} min, {i['ran']} ran, {i['skipped']} skipped, {len(i['failed'])} failed; "
                 f"{_jobs(i)}" for i in inv]
     fence = "`" * max(3, 1 + max((len(r) for c in commands for r in re.findall("`+", c)), default=0))

@@ -96,3 +96,17 @@ def test_add_refuses_a_folder_without_a_store_or_of_another_profile(published, t
     other = _out(tmp_path / "other", [replace(r, profile="cpu") for r in recs], protocols, seed=seeds[-1] + 1)
     assert main(["republish", str(dest), "--add", str(other)]) == 2
     assert "holds no records of suite translation-zoo, profile cpu@x0.5-1" in capsys.readouterr().err
+
+
+def test_recorded_commands_run_again_as_written(tmp_path):
+    """RUN.md's commands are shell lines: a row name with blanks and commas stays one argument, the run folder
+    (also when it was copied before publishing, so its recorded --out is elsewhere) reads OUT, no machine path."""
+    import shlex
+    from bench.publish import shell_command
+    out, elsewhere = tmp_path / "copy", tmp_path / "runs" / "newlosses"
+    argv = ["bench", "run", "newlosses", "--rows", "SDKL, no sampling", "--out", str(elsewhere), "--plugin",
+            str(tmp_path / "mine.py"), "--rows", "it's", f"--store={out / 'results.sqlite'}"]
+    line = shell_command(argv, out)
+    assert shlex.split(line) == ["bench", "run", "newlosses", "--rows", "SDKL, no sampling", "--out", "OUT",
+                                 "--plugin", ".../mine.py", "--rows", "it's", "--store=OUT/results.sqlite"]
+    assert shell_command([f"--out={elsewhere}", str(out / "x")], out, "OUT1") == "--out=OUT1 OUT1/x"
