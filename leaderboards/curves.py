@@ -83,6 +83,18 @@ def finish_figure(fig, axes, used: int, title: str, path: Path) -> Path:
     return path
 
 
+LOG_SPAN = 1e3
+
+
+def wants_log_axis(values: pd.Series) -> bool:
+    """A panel's values are drawn on a log axis when all are positive and they span over ``LOG_SPAN`` (a latent
+    KL from 20 to 1e5 nats, a discriminator loss falling to 1e-3 as D wins): on a linear axis one seed's spike
+    flattens every other curve to the floor."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    v = v[v.abs() != float("inf")]
+    return bool(len(v)) and bool((v > 0).all()) and float(v.max() / v.min()) > LOG_SPAN
+
+
 def plot_training(out: Path, rows: list[str], tasks: list[str], path: Path, title: str,
                   keys: tuple[str, ...] = ("loss_D", "loss_G")) -> Path | None:
     """The logged scalars ``keys`` (each run's ``scalars.csv``) per row, the mean over its seeds with their range
@@ -114,7 +126,10 @@ def plot_training(out: Path, rows: list[str], tasks: list[str], path: Path, titl
             ax.plot(m.index, m.values, lw=1, label=row, color=colour[row])
             if by.size().max() > 1:
                 ax.fill_between(m.index, lo.values, hi.values, color=colour[row], alpha=0.15, lw=0)
-        ax.set_title(f"{task}: {key}", fontsize=9)
+        log = wants_log_axis(g["value"])
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(f"{task}: {key}" + (" (log scale)" if log else ""), fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.legend(fontsize=6)
     return finish_figure(fig, axes, len(panels), title, path)

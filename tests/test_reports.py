@@ -84,6 +84,18 @@ def test_training_plot_draws_the_suites_scalars_with_the_seeds_band(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_training_panels_use_a_log_axis_only_for_positive_values_spanning_decades():
+    """SDKL's latent KL runs from ~50 to ~1e5 nats and D's loss falls to ~1e-3 as D wins: a log axis; a loss that
+    crosses zero (WGAN's critic) or stays within a decade keeps the linear one."""
+    from leaderboards.curves import wants_log_axis
+    assert wants_log_axis(pd.Series([48.0, 120.0, 21147.0, 1e5]))
+    assert wants_log_axis(pd.Series([0.004, 0.7, 7.2, float("nan")]))
+    assert not wants_log_axis(pd.Series([-3.0, 0.5, 4000.0]))
+    assert not wants_log_axis(pd.Series([0.0, 1.0, 5000.0]))
+    assert not wants_log_axis(pd.Series([0.5, 0.7, 1.4]))
+    assert not wants_log_axis(pd.Series([], dtype=float))
+
+
 def test_the_html_table_says_which_way_is_better_and_marks_the_best_model_row():
     import pandas as pd
 
