@@ -10,8 +10,8 @@ Training is bit-exact only within one torch release: another release's kernels r
 amplifies that (torch 2.4.1 moves these means by up to 3e-3), so the comparison runs on the fixtures' release.
 Within a release, the CPU's kernels matter too: on an AMD EPYC (family 25, model 17) the single-threaded,
 deterministic training of the labels -> photo segmenter judge gives other weights (another sha256, so another
-protocol hash) and the segmenter scores move by up to 6e-4; every other number is equal. So a CPU kind with a
-fixture of its own (``<name>.<vendor>-<family>-<model>.csv``) is compared with it, any other with the original
+protocol hash) and the segmenter scores move by up to 6e-4, on an AMD EPYC (family 25, model 1) by up to 1.6e-3;
+every other number is equal (to 2e-8). So a CPU kind with a fixture of its own (``<name>.<vendor>-<family>-<model>.csv``) is compared with it, any other with the original
 (written on the machines of issue 20).
 """
 
