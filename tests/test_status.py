@@ -113,6 +113,8 @@ def test_budget_share_against_a_hand_computed_case(page):
     assert budget_share(_suite("u", paper="p", paper_items=["Table 1"]), "cpu").startswith(
         "the paper's steps are not published, 64 px")
     assert budget_share(page["suites"][4], "cpu") == "no training (fixed models)"
+    # a suite of the bench's own (a zoo) has no paper to share a budget with: it says so, with its own budget
+    assert budget_share(_suite("zoo"), "cpu") == "not from a paper, no published budget (ours: 30 x 2, 64 px)"
     assert "unknown" in budget_share(real, "full")
     assert "| `p1` | Table 2 | 1000 steps at batch 4 (paper text) |" in page["md"]       # the denominators' source
     assert "| `p1` | Table 3 | not stated in the suite file |" in page["md"]
