@@ -35,7 +35,9 @@ FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.png", "leaderboard.te
 
 def machine() -> dict[str, Any]:
     import torch
+    from bench.provenance import cpu_kind
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "cpu_kind": cpu_kind(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
@@ -204,6 +206,11 @@ def _jobs(i: dict[str, Any]) -> str:
     return f"--jobs {i['jobs']}, {i.get('threads_per_job')} thread(s) per job"
 
 
+def _kind(m: dict[str, Any]) -> str:
+    """`` (CPU kind AuthenticAMD-25-1)`` where the run recorded it (the CPU-trained judges depend on it)."""
+    return f" (CPU kind {m['cpu_kind']})" if m.get("cpu_kind") else ""
+
+
 def run_notes(out: Path) -> str:
     """RUN.md: the commit, machine, jobs and wall time, the commands (a code block: each command on one line, quoted for a shell,
     the fence longer than any run of backticks in them) and the judges; user text escaped for Markdown."""
@@ -217,7 +224,7 @@ def run_notes(out: Path) -> str:
     m = first.get("machine", {})
     torches = sorted({str(i.get("machine", {}).get("torch")) for i in inv})
     lines += [f"- commit: {md_code(first.get('commit'))} (code version {md_code(first.get('code_version'))})",
-              f"- machine: {m.get('cpus')} CPUs, torch {', '.join(torches)} ({m.get('torch_threads')} threads), "
+              f"- machine: {m.get('cpus')} CPUs{_kind(m)}, torch {', '.join(torches)} ({m.get('torch_threads')} threads), "
               f"GPU: {m.get('gpu') or 'none'}; {m.get('platform')}, Python {m.get('python')}",
               f"- jobs: {'; '.join(dict.fromkeys(_jobs(i) for i in inv))}",
               f"- wall time: {total / 60:.1f} min over {len(inv)} command(s)", "",

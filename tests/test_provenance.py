@@ -142,3 +142,29 @@ def test_running_code_version_asks_git_once_per_process(monkeypatch: pytest.Monk
         assert first == code_version() and len(calls) == asked   # and it is code_version()'s answer
     finally:
         provenance.adopt_code_version(None)
+
+
+def test_cpu_kind_reads_the_first_processor_and_names_its_kind(tmp_path: Path) -> None:
+    """The kind the CPU-trained judges depend on: vendor, family and model of /proc/cpuinfo's first processor."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n"
+                    "model name\t: AMD EPYC\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n"
+                    "model\t\t: 143\n")
+    assert provenance.cpu_kind(info) == "AuthenticAMD-25-1"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n")          # no family / model (another arch)
+    assert provenance.cpu_kind(info) == ""
+    assert provenance.cpu_kind(tmp_path / "absent") == ""
+
+
+def test_run_notes_name_the_cpu_kind_the_run_recorded(tmp_path: Path) -> None:
+    from bench.publish import run_notes
+    out = tmp_path / "out"
+    out.mkdir()
+    inv = {"argv": ["bench", "run", "s"], "commit": "abc", "code_version": "0", "started": "2026-01-01T00:00:00",
+           "seconds": 60.0, "ran": 1, "skipped": 0, "failed": [],
+           "machine": {"cpus": 2, "cpu_kind": "AuthenticAMD-25-1", "torch": "2.14.1", "torch_threads": 1}}
+    (out / "invocations.jsonl").write_text(json.dumps(inv) + "\n")
+    assert "- machine: 2 CPUs (CPU kind AuthenticAMD-25-1), torch 2.14.1 (1 threads)" in run_notes(out)
+    inv["machine"].pop("cpu_kind")                                             # a run recorded before the kind
+    (out / "invocations.jsonl").write_text(json.dumps(inv) + "\n")
+    assert "- machine: 2 CPUs, torch 2.14.1" in run_notes(out)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.provenance import cpu_kind
 from suite_helpers import bench
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -34,19 +35,6 @@ def _same_torch() -> None:
     import torch
     if not torch.__version__.startswith(FIXTURE_TORCH):
         pytest.skip(f"the fixtures were written with torch {FIXTURE_TORCH}x; this is torch {torch.__version__}")
-
-
-def cpu_kind() -> str:
-    """``vendor-family-model`` of this CPU from /proc/cpuinfo (e.g. ``AuthenticAMD-25-17``), "" where unreadable."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return ""
-    parts = [fields.get(k, "") for k in ("vendor_id", "cpu family", "model")]
-    return "-".join(parts) if all(parts) else ""
 
 
 def fixture_for(name: str) -> Path:
