@@ -138,9 +138,9 @@ def budget_share(suite: Suite, profile: str, detail: bool = False) -> str:
         return f"profile '{profile}' is not in the suite file: budget unknown"
     if prof.steps == 0:
         return "no training (fixed models)"
-    ours = prof.steps * prof.batch_size
     if not s.paper:
         return f"not from a paper, no published budget (ours: {prof.steps} x {prof.batch_size}, {prof.image_size} px)"
+    ours = prof.steps * prof.batch_size
     if s.paper_steps and s.paper_batch_size:
         steps = f"{_pct(ours / (s.paper_steps * s.paper_batch_size))} of the paper's steps x batch"
         if detail:

@@ -11,8 +11,9 @@ amplifies that (torch 2.4.1 moves these means by up to 3e-3), so the comparison 
 Within a release, the CPU's kernels matter too: on an AMD EPYC (family 25, model 17) the single-threaded,
 deterministic training of the labels -> photo segmenter judge gives other weights (another sha256, so another
 protocol hash) and the segmenter scores move by up to 6e-4, on an AMD EPYC (family 25, model 1) by up to 1.6e-3;
-every other number is equal (to 2e-8). So a CPU kind with a fixture of its own (``<name>.<vendor>-<family>-<model>.csv``) is compared with it, any other with the original
-(written on the machines of issue 20).
+every other number is equal (to 2e-8). So a CPU kind with a fixture of its own
+(``<name>.<vendor>-<family>-<model>.csv``) is compared with it, any other with the original (written on the
+machines of issue 20).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def _same_torch() -> None:
 
 def fixture_for(name: str) -> Path:
     """``name``'s fixture written on this CPU kind where there is one, else the original."""
-    own = FIXTURES / f"{Path(name).stem}.{cpu_kind()}.csv"
-    return own if cpu_kind() and own.is_file() else FIXTURES / name
+    kind = cpu_kind()
+    own = FIXTURES / f"{Path(name).stem}.{kind}.csv"
+    return own if kind and own.is_file() else FIXTURES / name
 
 
 def _compare(out: Path, fixture: str) -> None:
